@@ -1,0 +1,37 @@
+# regapp: `make run` serves on http://127.0.0.1:5000 (SQLite, mail printed by a local
+# SMTP sink); `make test` runs the whole suite. Both create .venv and install first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app regapp
+MAILSINK_PORT ?= 8025
+
+.PHONY: install run serve mailsink test clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: install
+	$(FLASK) db upgrade
+	@echo "mail is printed below by the development SMTP sink on 127.0.0.1:$(MAILSINK_PORT)"
+	@$(BIN)/python -m aiosmtpd -n -l 127.0.0.1:$(MAILSINK_PORT) -c aiosmtpd.handlers.Debugging & \
+	sink=$$!; trap 'kill $$sink 2>/dev/null' EXIT INT TERM; \
+	MAIL_SERVER=127.0.0.1 MAIL_PORT=$(MAILSINK_PORT) $(BIN)/gunicorn --bind 127.0.0.1:5000 wsgi:app
+
+serve: install
+	$(FLASK) db upgrade
+	$(BIN)/gunicorn --bind 127.0.0.1:5000 wsgi:app
+
+mailsink: install
+	$(BIN)/python -m aiosmtpd -n -l 127.0.0.1:$(MAILSINK_PORT) -c aiosmtpd.handlers.Debugging
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache

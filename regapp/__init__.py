@@ -1,0 +1,88 @@
+"""regapp: one registration core behind five registration API contracts."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+
+from . import cli
+from . import models  # noqa: F401 - models must be imported for migrations
+from .extensions import db
+from .extensions import limiter
+from .extensions import mail
+from .extensions import migrate
+
+
+def create_app(config=None) -> Flask:
+    """Build the app; ``config`` is a config class, a name, or a mapping of overrides."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.json.sort_keys = False  # bodies keep the documents' key order
+    load_config(app, config)
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_commands(app)
+    register_shell_context(app)
+    return app
+
+
+def load_config(app: Flask, config) -> None:
+    """Config class from REGAPP_CONFIG (or ``config``), then instance defaults."""
+    from config import config as configs
+
+    overrides = {}
+    if isinstance(config, dict):
+        overrides, config = config, None
+    if config is None or isinstance(config, str):
+        name = config or os.environ.get("REGAPP_CONFIG", "development")
+        if name not in configs:
+            raise RuntimeError(f"REGAPP_CONFIG must be one of {', '.join(configs)}")
+        config = configs[name]
+    if overrides.get("TESTING") and config is configs["development"]:
+        config = configs["testing"]
+    app.config.from_object(config)
+    app.config.update(overrides)
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        os.makedirs(app.instance_path, exist_ok=True)
+        app.config["SQLALCHEMY_DATABASE_URI"] = (
+            "sqlite:///" + os.path.join(app.instance_path, "regapp.sqlite"))
+    config.init_app(app)
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the unbound extension objects to this app."""
+    from .core import database
+
+    database.init_app(app)
+    db.init_app(app)
+    migrate.init_app(app, db, render_as_batch=True, compare_type=True)
+    mail.init_app(app)
+    limiter.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    """The API (`auth`, with the enabled profiles) and the HTML page."""
+    from . import pages
+    from .auth import create_blueprint
+
+    app.register_blueprint(create_blueprint(app.config["REGAPP_PROFILES"]))
+    app.register_blueprint(pages.bp)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Routing errors under /api/ answer JSON in the matching profile's format."""
+    from .auth import register_routing_errors
+
+    register_routing_errors(app)
+
+
+def register_commands(app: Flask) -> None:
+    """`flask users ...` and `flask mail ...`."""
+    cli.init_app(app)
+
+
+def register_shell_context(app: Flask) -> None:
+    """Names available in `flask shell`."""
+    app.shell_context_processor(lambda: {"db": db, "User": models.User,
+                                         "OutboxMessage": models.OutboxMessage})

@@ -1,0 +1,90 @@
+"""Read a request body (JSON or form) into a plain dict, or fail with a clear error.
+
+One rule for parameter pollution: a field given twice (a repeated form field
+or a duplicated JSON key) is kept as a list, so it fails the field's type
+check like any other list instead of silently picking one value.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import request
+from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import UnsupportedMediaType
+
+FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+
+
+class MalformedBody(BadRequest):
+    """The body is not parseable JSON, or not a JSON object; ``code`` says which."""
+
+    def __init__(self, code: str, detail: str = "", got: str = ""):
+        super().__init__()
+        self.code_name = code
+        self.detail = detail
+        self.got = got
+
+
+def _pairs_hook(pairs):
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            previous = out[key]
+            out[key] = (previous if isinstance(previous, _Repeated)
+                        else _Repeated([previous])) + [value]
+        else:
+            out[key] = value
+    return out
+
+
+class _Repeated(list):
+    """A JSON key given more than once."""
+
+
+def _reject_constant(name):
+    raise ValueError(f"invalid JSON constant {name}")
+
+
+def read_payload() -> dict:
+    """The request body as a dict of wire names to values.
+
+    :raises MalformedBody: invalid JSON or a JSON value that is not an object.
+    :raises UnsupportedMediaType: a body of any other media type.
+    """
+    mimetype = request.mimetype
+    if mimetype in FORM_TYPES:
+        form = request.form.to_dict(flat=False)
+        if request.files:
+            # Files are not fields of any profile; a name sent as a file is a wrong type.
+            for key in request.files:
+                form.setdefault(key, [{}])
+        return {k: v[0] if len(v) == 1 else list(v) for k, v in form.items()}
+    if mimetype == "application/json" or mimetype.endswith("+json"):
+        raw = request.get_data(cache=True)
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw.decode("utf-8"), object_pairs_hook=_pairs_hook,
+                              parse_constant=_reject_constant)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "invalid encoding"
+            raise MalformedBody("parse_error", detail) from None
+        if not isinstance(data, dict):
+            raise MalformedBody("not_an_object", got=_json_type(data))
+        return data
+    if not request.content_length and not mimetype:
+        return {}
+    raise UnsupportedMediaType()
+
+
+def _json_type(value) -> str:
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return type(value).__name__
+    return "NoneType" if value is None else type(value).__name__

@@ -1,0 +1,208 @@
+"""What every profile adapter shares: input fields, error wiring, generic views."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app
+from flask import jsonify
+from flask import request
+from marshmallow import EXCLUDE
+from marshmallow import Schema
+from marshmallow import ValidationError
+from marshmallow import fields
+from sqlalchemy.exc import DBAPIError
+from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import InternalServerError
+
+from ...core import accounts
+from ...core.errors import FieldError
+from ...core.errors import FieldErrors
+from ...core.identity import normalize_email
+from ..payload import MalformedBody
+from ..payload import read_payload
+
+log = logging.getLogger(__name__)
+
+CODES = {"required": "required", "null": "null", "invalid": "invalid"}
+RETRY_AFTER_SECONDS = 5
+
+
+class Text(fields.String):
+    """A string field whose errors are codes (``blank``, ``max_length:N``...).
+
+    Lists, numbers, booleans and objects are ``invalid``; lone surrogates and
+    NUL characters, which databases refuse or mangle, are rejected here.
+    """
+
+    default_error_messages = CODES
+
+    def __init__(self, *, blank=False, strip=True, max_length=None, **kwargs):
+        kwargs.setdefault("error_messages", CODES)
+        super().__init__(**kwargs)
+        self.blank = blank
+        self.strip = strip
+        self.max_length = max_length
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError("invalid") from None
+        if "\x00" in value:
+            raise ValidationError("null_characters")
+        if self.strip:
+            value = value.strip()
+        if not value and not self.blank:
+            raise ValidationError("blank")
+        if self.max_length is not None and len(value) > self.max_length:
+            raise ValidationError(f"max_length:{self.max_length}")
+        return value
+
+
+class Email(Text):
+    """An email address, syntax-checked without DNS (the core may check deliverability)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 254)
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if value:
+            try:
+                normalize_email(value)
+            except FieldErrors as exc:
+                raise ValidationError(exc.errors[0].code) from None
+        return value
+
+
+class ProfileSchema(Schema):
+    """Shape only: unknown fields ignored, no database queries."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+def parse_code(code: str) -> tuple[str, dict]:
+    """Split ``"max_length:150"`` into ``("max_length", {"max_length": 150})``."""
+    name, _, arg = code.partition(":")
+    return (name, {name: int(arg)}) if arg else (name, {})
+
+
+def _field_errors(schema: Schema, messages: dict) -> list[FieldError]:
+    """marshmallow's ``{wire name: [code]}`` as canonical ``FieldError``s."""
+    canonical = {f.data_key or name: name for name, f in schema.fields.items()}
+    out = []
+    for wire_name, codes in messages.items():
+        for code in codes if isinstance(codes, list) else [str(codes)]:
+            name, params = parse_code(code)
+            out.append(FieldError(canonical.get(wire_name, wire_name), name, params))
+    return out
+
+
+class Profile:
+    """One wire format: how input is read and how results and errors are written."""
+
+    name = "base"
+    schema: Schema | None = None
+    # canonical field name -> wire name, where they differ
+    wire_names: dict[str, str] = {}
+    policy = None
+    account_type = "customer"
+    issue_api_token = False
+
+    def wire(self, field: str) -> str:
+        return self.wire_names.get(field, field)
+
+    def load(self, payload: dict, schema: Schema | None = None) -> dict:
+        """Validate the shape of ``payload`` against ``schema`` (default: the
+        registration schema); return canonical data or raise FieldErrors."""
+        schema = schema or self.schema
+        try:
+            return schema.load(payload)
+        except ValidationError as exc:
+            raise FieldErrors(_field_errors(schema, exc.messages)) from None
+    # -- rendering (overridden per profile) -----------------------------------
+    def json(self, body, status, headers=None):
+        response = jsonify(body)
+        response.status_code = status
+        for key, value in (headers or {}).items():
+            response.headers[key] = value
+        return response
+
+    def field_errors(self, exc: FieldErrors):
+        raise NotImplementedError
+
+    def http_error(self, exc: HTTPException):
+        raise NotImplementedError
+
+    def registered(self, result: accounts.Registration):
+        raise NotImplementedError
+
+    # -- the generic view ------------------------------------------------------
+    def register_view(self):
+        """Parse, call the one registration core, render."""
+        data = self.load(read_payload())
+        result = accounts.register(
+            data, policy=self.policy, account_type=self.account_type,
+            issue_api_token=self.issue_api_token,
+        )
+        return self.registered(result)
+
+
+def unavailable() -> HTTPException:
+    """503 for a database that is down or locked; the client should retry."""
+    from werkzeug.exceptions import ServiceUnavailable
+
+    exc = ServiceUnavailable()
+    exc.retry_after = RETRY_AFTER_SECONDS
+    return exc
+
+
+def http_headers(exc: HTTPException) -> dict:
+    """Headers a client needs from an HTTP error: Allow, Retry-After."""
+    headers = {}
+    if exc.code == 405 and getattr(exc, "valid_methods", None):
+        headers["Allow"] = ", ".join(exc.valid_methods)
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(int(retry_after))
+    elif exc.code in (429, 503):
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    if exc.response is not None and "Retry-After" in exc.response.headers:
+        headers["Retry-After"] = exc.response.headers["Retry-After"]
+    return headers
+
+
+def handle_exception(profile: Profile, exc: Exception):
+    """Render any exception in ``profile``'s format: never HTML, never a trace."""
+    if isinstance(exc, FieldErrors):
+        return profile.field_errors(exc)
+    if isinstance(exc, DBAPIError):
+        current_app.logger.warning("database unavailable: %s", type(exc.orig).__name__)
+        _rollback()
+        return profile.http_error(unavailable())
+    if isinstance(exc, MalformedBody):
+        return profile.http_error(exc)
+    if isinstance(exc, HTTPException):
+        return profile.http_error(exc)
+    current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
+    _rollback()
+    return profile.http_error(InternalServerError())
+
+
+def _rollback():
+    from ...extensions import db
+
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - the connection may be gone already
+        pass
+
+
+def register_errors(bp, profile: Profile) -> None:
+    """Bind one catch-all handler to a profile blueprint (class-based, never per code)."""
+    bp.register_error_handler(Exception, lambda exc: handle_exception(profile, exc))

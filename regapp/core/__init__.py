@@ -1,0 +1,1 @@
+"""The registration core: plain services with no HTTP in them."""

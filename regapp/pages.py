@@ -1,0 +1,74 @@
+"""The browser page behind the emailed link: GET shows a button, only POST confirms."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import render_template
+from flask import request
+
+from .core import accounts
+from .core.errors import AlreadyConfirmed
+from .core.errors import FieldErrors
+from .core.errors import TokenExpired
+from .core.errors import TokenInvalid
+from .core.identity import normalize_email
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.after_request
+def no_leaks(response):
+    """The token is in the URL: no referrer, no caching, nothing from elsewhere."""
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+    return response
+
+
+@bp.get("/confirm-email/")
+def confirm_page():
+    """Show the confirm button; a GET (or a mail scanner's prefetch) changes nothing."""
+    token = request.args.get("token_id", "")
+    state = "ready"
+    try:
+        user = accounts.user_for_token(token)
+        if user.is_email_confirmed:
+            state = "already"
+    except TokenExpired:
+        state = "expired"
+    except TokenInvalid:
+        state = "invalid"
+    return render_template("pages/confirm_email.html", state=state, token=token), (
+        200 if state in ("ready", "already") else 400)
+
+
+@bp.post("/confirm-email/")
+def confirm_submit():
+    """Confirm the address and say what happened."""
+    token = request.form.get("token_id", "")
+    try:
+        accounts.confirm(token)
+        state, status = "confirmed", 200
+    except AlreadyConfirmed:
+        state, status = "already", 200
+    except TokenExpired:
+        state, status = "expired", 400
+    except TokenInvalid:
+        state, status = "invalid", 400
+    return render_template("pages/confirm_email.html", state=state, token=""), status
+
+
+@bp.post("/confirm-email/resend")
+def resend():
+    """The resend form shown beside a bad or expired link."""
+    email = request.form.get("email", "")
+    try:
+        email = normalize_email(email)
+    except FieldErrors:
+        return render_template("pages/confirm_email.html", state="bad_email", token=""), 400
+    accounts.resend_confirmation(email)
+    return render_template("pages/confirm_email.html", state="resent", token=""), 202

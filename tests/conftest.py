@@ -1,0 +1,159 @@
+"""Fixtures: an app per test on SQLite (always) and PostgreSQL (TEST_DATABASE_URL),
+each test run on its own database built by the committed migrations."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from flask_migrate import upgrade
+
+from regapp import create_app
+from regapp.core import outbox
+from regapp.extensions import db
+from tests.smtp import SMTPServer
+from tests.smtp import confirmation
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
+MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
+TABLES = ("email_confirmations", "outbox_messages", "users")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "config(**overrides): app config for this test")
+    config.addinivalue_line("markers", "postgresql_only: needs TEST_DATABASE_URL")
+
+
+def _migrate(uri: str) -> None:
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": uri})
+    with app.app_context():
+        upgrade(directory=MIGRATIONS)
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_urls(tmp_path_factory):
+    """One fresh database per backend for this run, dropped afterwards."""
+    urls = {"sqlite": "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite")}
+    admin = None
+    name = f"regapp_test_{uuid.uuid4().hex[:12]}"
+    if TEST_DATABASE_URL:
+        admin = sa.create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        urls["postgresql"] = sa.engine.make_url(TEST_DATABASE_URL).set(
+            database=name).render_as_string(hide_password=False)
+    for url in urls.values():
+        _migrate(url)
+    yield urls
+    if admin is not None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    server = SMTPServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp(smtp_server):
+    """The session's SMTP server, emptied for this test."""
+    smtp_server.clear()
+    yield smtp_server
+    smtp_server.clear()
+
+
+@pytest.fixture
+def app(request, backend, database_urls, smtp):
+    if backend == "sqlite" and request.node.get_closest_marker("postgresql_only"):
+        pytest.skip("runs on PostgreSQL only")
+    overrides = {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": database_urls[backend],
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": smtp.port,
+    }
+    marker = request.node.get_closest_marker("config")
+    if marker:
+        overrides.update(marker.kwargs)
+    app = create_app(overrides)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        with db.engine.begin() as conn:
+            if backend == "postgresql":
+                conn.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+            else:
+                for table in TABLES:
+                    conn.execute(sa.text(f"DELETE FROM {table}"))
+                conn.execute(sa.text("DELETE FROM sqlite_sequence"))
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def deliver(app, smtp):
+    """Deliver everything due now to the test SMTP server; return all messages so far."""
+
+    def deliver():
+        with app.app_context():
+            outbox.send_all_due()
+        return list(smtp.messages)
+
+    return deliver
+
+
+@pytest.fixture
+def last_confirmation(deliver):
+    """``(link, token, code)`` of the newest confirmation email, after delivering."""
+
+    def last_confirmation(to: str | None = None):
+        messages = deliver()
+        if to is not None:
+            messages = [m for m in messages if m["To"].lower() == to.lower()]
+        assert messages, "no confirmation email arrived"
+        return confirmation(messages[-1])
+
+    return last_confirmation
+
+
+def pytest_sessionstart(session):
+    """Services named by the environment are required: fail the run, never skip."""
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        import redis
+
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+        except redis.RedisError as exc:
+            raise pytest.UsageError(f"TEST_REDIS_URL={url} is unreachable: {exc}") from None
+    if TEST_DATABASE_URL:
+        try:
+            engine = sa.create_engine(TEST_DATABASE_URL, connect_args={"connect_timeout": 5})
+            with engine.connect():
+                pass
+            engine.dispose()
+        except sa.exc.OperationalError as exc:
+            raise pytest.UsageError(
+                f"TEST_DATABASE_URL is unreachable: {type(exc.orig).__name__}") from None

@@ -1,0 +1,95 @@
+"""A real SMTP server for tests: aiosmtpd on a free loopback port."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import socket
+import threading
+import time
+
+from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Recorder:
+    """aiosmtpd handler that keeps every accepted message; ``reply`` forces an error."""
+
+    def __init__(self):
+        self.messages: list[email.message.EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+        self.reply: str | None = None  # e.g. "451 4.3.0 try later"
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.reply:
+            return self.reply
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.messages.append(msg)
+            self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        return "250 Message accepted for delivery"
+
+
+class SMTPServer:
+    """Start, stop and restart a recording SMTP server on one port."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.recorder = Recorder()
+        self.controller: Controller | None = None
+
+    def start(self):
+        self.controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+        return self
+
+    def stop(self):
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    @property
+    def messages(self):
+        return self.recorder.messages
+
+    def clear(self):
+        with self.recorder.lock:
+            self.recorder.messages.clear()
+            self.recorder.envelopes.clear()
+        self.recorder.reply = None
+
+    def wait_for(self, count: int, timeout: float = 10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.messages) >= count:
+                return self.messages
+            time.sleep(0.02)
+        raise AssertionError(f"expected {count} messages, got {len(self.messages)}")
+
+
+LINK_RE = re.compile(r"(https?://\S+/confirm-email/\?token_id=([A-Za-z0-9_.\-]+))")
+CODE_RE = re.compile(r"^\s*([0-9]{6})\s*$", re.M)
+
+
+def text_part(msg) -> str:
+    return msg.get_body(preferencelist=("plain",)).get_content()
+
+
+def html_part(msg) -> str:
+    return msg.get_body(preferencelist=("html",)).get_content()
+
+
+def confirmation(msg) -> tuple[str, str, str]:
+    """``(link, token, code)`` from a confirmation email's text part."""
+    text = text_part(msg)
+    link = LINK_RE.search(text)
+    code = CODE_RE.search(text)
+    assert link and code, text
+    return link.group(1), link.group(2), code.group(1)
