@@ -14,7 +14,7 @@ from .profiles.base import handle_exception
 
 def create_blueprint(profile_names) -> Blueprint:
     """A fresh `auth` blueprint mounting the enabled profiles under ``/api``."""
-    unknown = set(profile_names) - set(PROFILES) - {"envelope", "jwt"}
+    unknown = set(profile_names) - set(PROFILES)
     if unknown:
         raise RuntimeError(f"unknown REGAPP_PROFILES: {', '.join(sorted(unknown))}")
     auth = Blueprint("auth", __name__, url_prefix="/api")
