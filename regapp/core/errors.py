@@ -84,6 +84,12 @@ class UnknownAccount(RegappError):
     code = "unknown_account"
 
 
+class InvalidCredentials(RegappError):
+    """Login failed: unknown account or wrong password (one answer for both)."""
+
+    code = "invalid_credentials"
+
+
 class ServiceUnavailable(RegappError):
     """The database is unreachable or busy; the client should retry."""
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from flask import Blueprint
 
 from ...core import accounts
+from ..credentials import CHALLENGE
+from ..credentials import Unauthenticated
+from ..credentials import current_user
 from ..payload import read_payload
 from .base import Email
 from .base import ProfileSchema
@@ -43,3 +46,27 @@ def resend_confirmation():
     data = profile.load(read_payload(), resend_schema)
     accounts.resend_confirmation(data["email"])
     return profile.json({"detail": RESEND_ACCEPTED}, 202)
+
+
+@bp.get("/users/me", endpoint="me")
+def me():
+    """The caller's account, for a Bearer access JWT or an envelope api_token."""
+    try:
+        user = current_user()
+    except Unauthenticated as exc:
+        return profile.json(exc.body, 401, {"WWW-Authenticate": CHALLENGE,
+                                            "Cache-Control": "no-store"})
+    return profile.json(me_body(user), 200, {"Cache-Control": "no-store"})
+
+
+def me_body(user) -> dict:
+    """The account as its owner sees it; no secrets, no hashes."""
+    return {
+        "id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "first_name": user.first_name or "",
+        "last_name": user.last_name or "",
+        "account_type": user.account_type,
+        "is_email_confirmed": bool(user.is_email_confirmed),
+    }

@@ -1,20 +1,192 @@
 """The `envelope` profile (seed 001): ``{results, message, error, error_code, status}``.
 
-Placeholder: the registration adapter is built in the profiles issue.
+Every answer under ``/api/v1/`` is this envelope, with ``status`` equal to the
+HTTP status. ``error_code`` values:
+
+====  =============================================================  ======
+code  meaning                                                        status
+====  =============================================================  ======
+   0  success                                                        201
+  -1  username already exists for a different account (document)    400
+  -2  email address already used for an account (document)           400
+  -3  password invalid: too weak, or too long (document)             400
+  -4  missing attributes: absent, ``null`` or blank (document)       400
+  -5  invalid attribute: not a string, not an email address, too
+      long, characters a username may not contain                    400
+  -6  malformed body: not JSON, or JSON that is not an object         400
+-NNN  an HTTP-level failure: the negated status (-404 not found,
+      -405 method, -413 too large, -415 media type, -429 too many
+      requests, -500 server error, -503 unavailable, ...)            NNN
+====  =============================================================  ======
+
+With several problems the most basic one sets ``error_code`` (missing, then
+invalid, then username, email, password) and ``message`` lists them all.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint
+from flask import request
 
+from ...core.errors import FieldErrors
+from ...core.passwords import DjangoPolicy
+from ..payload import MalformedBody
+from .base import Email
+from .base import Profile
+from .base import ProfileSchema
+from .base import Text
+from .base import http_headers
 from .base import register_errors
-from .drf import DetailProfile
+from .drf import PASSWORD_MESSAGES
+from .drf import username_chars
+
+REGISTERED = "New user successfully registered"
+MISSING_CODES = {"required", "null", "blank"}
+# error_code -> the short "error" text
+ERRORS = {
+    -1: "Username already exists",
+    -2: "Email address already used",
+    -3: "Password invalid",
+    -4: "Missing attributes",
+    -5: "Invalid attributes",
+    -6: "Malformed request body",
+}
+INVALID_MESSAGES = {
+    "invalid": "The {wire} attribute must be a string.",
+    "email.invalid": "The {wire} attribute is not a valid email address.",
+    "email.undeliverable": "The {wire} attribute is not a valid email address.",
+    "max_length": "The {wire} attribute must be at most {max_length} characters long.",
+    "invalid_chars": "The {wire} attribute may contain only letters, digits and "
+                     "@ . + - _ characters.",
+    "null_characters": "The {wire} attribute must not contain null characters.",
+}
+HTTP_MESSAGES = {
+    400: "The request could not be understood.",
+    404: "The requested URL was not found on the server.",
+    405: "The {method} method is not allowed for this URL.",
+    413: "The request body is too large.",
+    415: "Unsupported media type: send application/json or form data.",
+    429: "Too many requests: try again in {retry_after} seconds.",
+    500: "The server could not process the request.",
+    503: "The service is temporarily unavailable: try again in {retry_after} seconds.",
+}
+JSON_TYPES = {"list": "an array", "str": "a string", "bool": "a boolean", "int": "a number",
+              "float": "a number", "NoneType": "null"}
 
 
-class EnvelopeProfile(DetailProfile):
+class RegisterSchema(ProfileSchema):
+    username = Text(required=True, max_length=150, validate=username_chars)
+    email = Email(required=True, data_key="email_address")
+    password = Text(required=True, strip=False, max_length=1024)
+
+
+def aliased(payload: dict) -> dict:
+    """The document's table says ``email_address`` but its example sends ``email``:
+    accept either; when both are sent, ``email_address`` wins."""
+    if "email_address" not in payload and "email" in payload:
+        return {**payload, "email_address": payload["email"]}
+    return payload
+
+
+class EnvelopeProfile(Profile):
     name = "envelope"
+    schema = RegisterSchema()
+    wire_names = {"email": "email_address"}
+    policy = DjangoPolicy()
+    issue_api_token = True
+
+    def load(self, payload, schema=None):
+        return super().load(aliased(payload), schema)
+
+    def envelope(self, results, message, error, error_code, status, headers=None):
+        body = {"results": results, "message": message, "error": error,
+                "error_code": error_code, "status": status}
+        return self.json(body, status, headers)
+
+    def field_errors(self, exc: FieldErrors):
+        ranked = sorted(((_error_code(e), i, e) for i, e in enumerate(exc.errors)),
+                        key=lambda t: (_RANK[t[0]], t[1]))
+        code = ranked[0][0]
+        return self.envelope(None, self._message([e for _, _, e in ranked]),
+                             ERRORS[code], code, 400)
+
+    def _message(self, errors) -> str:
+        missing = [self.wire(e.field) for e in errors if e.code in MISSING_CODES]
+        sentences = []
+        if missing:
+            sentences.append("Missing attributes needed for registering: "
+                             + ", ".join(dict.fromkeys(missing)) + ".")
+        weak = []
+        for err in errors:
+            code = _error_code(err)
+            if code == -5:
+                template = (INVALID_MESSAGES.get(f"{err.field}.{err.code}")
+                            or INVALID_MESSAGES.get(err.code, INVALID_MESSAGES["invalid"]))
+                sentences.append(template.format(wire=self.wire(err.field), **err.params))
+            elif code == -1:
+                sentences.append("Username already exists for a different account.")
+            elif code == -2:
+                sentences.append("Email address already used to register an account.")
+            elif code == -3:
+                weak.append(_password_message(err))
+        if weak:
+            sentences.append("Password invalid: " + " ".join(weak))
+        return " ".join(sentences)
+
+    def http_error(self, exc):
+        status = exc.code or 500
+        if isinstance(exc, MalformedBody):
+            if exc.code_name == "not_an_object":
+                message = ("The request body must be a JSON object, not "
+                           f"{JSON_TYPES.get(exc.got, exc.got)}.")
+            else:
+                message = f"The request body is not valid JSON ({exc.detail})."
+            return self.envelope(None, message, ERRORS[-6], -6, 400)
+        headers = http_headers(exc)
+        template = HTTP_MESSAGES.get(status, "The request failed.")
+        message = template.format(method=request.method,
+                                  retry_after=headers.get("Retry-After", "a few"))
+        return self.envelope(None, message, exc.name, -status, status, headers)
+
+    def registered(self, result):
+        user = result.user
+        results = {
+            "id": user.id,
+            "username": user.username,
+            "email": user.email,
+            "email_address": user.email,
+            "api_token": result.api_token,
+            "account_type": user.account_type,
+        }
+        # The api_token is shown once: keep it out of caches.
+        return self.envelope(results, REGISTERED, None, 0, 201, {"Cache-Control": "no-store"})
+
+
+_RANK = {-4: 0, -5: 1, -1: 2, -2: 3, -3: 4}
+
+
+def _error_code(err) -> int:
+    if err.code in MISSING_CODES:
+        return -4
+    if err.code == "unique":
+        return -1 if err.field == "username" else -2
+    if err.field == "password" and (err.code in PASSWORD_MESSAGES or err.code == "max_length"):
+        return -3
+    return -5
+
+
+def _password_message(err) -> str:
+    if err.code == "max_length":
+        return PASSWORD_MESSAGES["password_too_long"].format(**err.params)
+    return PASSWORD_MESSAGES[err.code].format(**err.params)
 
 
 profile = EnvelopeProfile()
-bp = Blueprint("envelope", __name__)
+bp = Blueprint("envelope", __name__, url_prefix="/v1")
 register_errors(bp, profile)
+
+
+@bp.post("/user/register", endpoint="register")
+def register():
+    """Register a customer account and hand out its api_token once (seed 001)."""
+    return profile.register_view()

@@ -1,20 +1,169 @@
 """The `jwt` profile (seed 004): simplejwt's token pair and DRF's error bodies.
 
-Placeholder: the registration adapter is built in the profiles issue.
+Routes: ``POST /api/sign-up/`` (the document), and simplejwt's
+``POST /api/token/`` (obtain a pair) and ``POST /api/token/refresh/``.
+
+"Missing required fields." answers a body that has none of ``username``,
+``email`` and ``password``; a body with some of them gets DRF's per-field
+"This field is required." instead. That is the only reading under which both
+of the document's 400 examples happen.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint
+from marshmallow import ValidationError
 
+from ...core import accounts
+from ...core import jwt_tokens
+from ...core.errors import FieldErrors
+from ...core.errors import InvalidCredentials
+from ...core.errors import TokenExpired
+from ...core.errors import TokenInvalid
+from ...core.passwords import DjangoPolicy
+from ..payload import read_payload
+from .base import Email
+from .base import ProfileSchema
+from .base import Text
+from .base import _field_errors
 from .base import register_errors
+from .drf import PASSWORD_MESSAGES
 from .drf import DetailProfile
+from .drf import field_message
+from .drf import username_chars
+
+REQUIRED = ("username", "email", "password")
+# DRF lists errors in serializer field order.
+FIELD_ORDER = ("username", "email", "password", "first_name", "last_name", "phone", "refresh")
+MISSING_FIELDS = {"error": "Missing required fields."}
+USERNAME_TAKEN = "A user with that username already exists."  # Django's AbstractUser
+NO_ACCOUNT = {"detail": "No active account found with the given credentials"}
+TOKEN_NOT_VALID = {"detail": "Token is invalid or expired", "code": "token_not_valid"}
+# simplejwt's token views send this with their 401s; no caching of tokens.
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="api"', "Cache-Control": "no-store"}
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class SignUpSchema(ProfileSchema):
+    username = Text(required=True, max_length=150, validate=username_chars)
+    email = Email(required=True)
+    password = Text(required=True, strip=False, max_length=1024)
+    first_name = Text(blank=True, max_length=150, load_default="")
+    last_name = Text(blank=True, max_length=150, load_default="")
+    phone = Text(data_key="number_phone", blank=True, max_length=10, allow_none=True,
+                 load_default=None)
+
+
+class ObtainSchema(ProfileSchema):
+    username = Text(required=True)
+    password = Text(required=True, strip=False)
+
+
+class RefreshSchema(ProfileSchema):
+    refresh = Text(required=True)
+
+
+class MissingFields(FieldErrors):
+    """None of the required fields was sent (the seed's KeyError answer)."""
 
 
 class JwtProfile(DetailProfile):
     name = "jwt"
+    schema = SignUpSchema()
+    wire_names = {"phone": "number_phone"}
+    policy = DjangoPolicy()
+    verbose_names = {"username": "username", "email": "email"}
+
+    def load(self, payload, schema=None):
+        """Shape-check; for sign-up also report duplicates with shape errors, as DRF does."""
+        schema = schema or self.schema
+        if schema is self.schema and not any(name in payload for name in REQUIRED):
+            raise MissingFields([])
+        try:
+            return schema.load(payload)
+        except ValidationError as exc:
+            errors = _field_errors(schema, exc.messages)
+            if schema is self.schema:
+                errors += accounts.taken(exc.valid_data)
+            raise FieldErrors(errors) from None
+
+    def field_errors(self, exc: FieldErrors):
+        if isinstance(exc, MissingFields):
+            return self.json(MISSING_FIELDS, 400)
+        ordered = sorted(exc.errors, key=lambda e: _position(e.field))
+        body: dict[str, list[str]] = {}
+        for err in ordered:
+            body.setdefault(self.wire(err.field), []).append(self.message(err))
+        return self.json(body, 400)
+
+    def message(self, err) -> str:
+        if err.code in PASSWORD_MESSAGES:
+            return PASSWORD_MESSAGES[err.code].format(**err.params)
+        if err.field == "username" and err.code == "unique":
+            return USERNAME_TAKEN
+        return field_message(err.field, err.code, err.params, self.verbose_names)
+
+    def registered(self, result):
+        user = result.user
+        refresh, access = jwt_tokens.issue_pair(user)
+        body = {
+            "refresh": refresh,
+            "access": access,
+            "user": {
+                "id": user.id,
+                "username": user.username,
+                "email": user.email,
+                "first_name": user.first_name or "",
+                "last_name": user.last_name or "",
+                "number_phone": user.phone,
+                "avatar": None,
+            },
+        }
+        return self.json(body, 201, NO_STORE)
+
+
+def _position(field: str) -> int:
+    return FIELD_ORDER.index(field) if field in FIELD_ORDER else len(FIELD_ORDER)
+
+
+def identifier_aliased(payload: dict) -> dict:
+    """simplejwt's obtain view takes ``username``; accept ``email`` too (username wins)."""
+    if "username" not in payload and "email" in payload:
+        return {**payload, "username": payload["email"]}
+    return payload
 
 
 profile = JwtProfile()
 bp = Blueprint("jwt", __name__)
 register_errors(bp, profile)
+obtain_schema = ObtainSchema()
+refresh_schema = RefreshSchema()
+
+
+@bp.post("/sign-up/", endpoint="sign_up")
+def sign_up():
+    """Register and return a refresh/access pair with the user (seed 004)."""
+    return profile.register_view()
+
+
+@bp.post("/token/", endpoint="token_obtain_pair")
+def token_obtain_pair():
+    """simplejwt's TokenObtainPairView: username (or email) and password."""
+    data = profile.load(identifier_aliased(read_payload()), obtain_schema)
+    try:
+        user = accounts.authenticate(data["username"], data["password"])
+    except InvalidCredentials:
+        return profile.json(NO_ACCOUNT, 401, CHALLENGE)
+    refresh, access = jwt_tokens.issue_pair(user)
+    return profile.json({"refresh": refresh, "access": access}, 200, NO_STORE)
+
+
+@bp.post("/token/refresh/", endpoint="token_refresh")
+def token_refresh():
+    """simplejwt's TokenRefreshView: a new access token, the refresh token unrotated."""
+    data = profile.load(read_payload(), refresh_schema)
+    try:
+        access = jwt_tokens.refresh_access(data["refresh"])
+    except (TokenInvalid, TokenExpired):
+        return profile.json(TOKEN_NOT_VALID, 401, CHALLENGE)
+    return profile.json({"access": access}, 200, NO_STORE)

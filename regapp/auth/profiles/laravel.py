@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint
 from flask import request
+from marshmallow import ValidationError
 
 from ...core import accounts
 from ...core import tokens
@@ -14,6 +17,7 @@ from ...core.errors import TokenExpired
 from ...core.errors import TokenInvalid
 from ...core.errors import TooManyAttempts
 from ...core.identity import email_key
+from ...core.passwords import MinLengthPolicy
 from ..payload import MalformedBody
 from ..payload import read_payload
 from .base import Email
@@ -24,6 +28,7 @@ from .base import http_headers
 from .base import register_errors
 
 INVALID_DATA = "The given data was invalid."
+# Laravel 7's resources/lang/en/validation.php, keyed by code (or field.code).
 FIELD_MESSAGES = {
     "required": "The {attribute} field is required.",
     "blank": "The {attribute} field is required.",
@@ -31,9 +36,13 @@ FIELD_MESSAGES = {
     "invalid": "The {attribute} must be a string.",
     "null_characters": "The {attribute} format is invalid.",
     "max_length": "The {attribute} may not be greater than {max_length} characters.",
+    "min_length": "The {attribute} must be at least {min_length} characters.",
+    "password_too_short": "The {attribute} must be at least {min_length} characters.",
+    "password_too_long": "The {attribute} may not be greater than {max_length} characters.",
     "unique": "The {attribute} has already been taken.",
     "email.invalid": "The {attribute} must be a valid email address.",
     "email.undeliverable": "The {attribute} must be a valid email address.",
+    "postal_code.invalid": "The {attribute} format is invalid.",
     "token.invalid": "The {attribute} must be an integer.",
 }
 HTTP_MESSAGES = {
@@ -50,6 +59,12 @@ HTTP_MESSAGES = {
 TOKEN_INCORRECT = "Token is incorrect"
 ALREADY_VALIDATED = "The email is already validated"
 TOO_MANY_GUESSES = "Too many incorrect attempts. Request a new code."
+MAX = 191  # the document's max:191 (Laravel's default string column length)
+# NL "1234 AB"/"1234AB" (no leading zero), BE "1000", DE "10115"; ASCII digits only.
+POSTAL_CODE_RE = re.compile(r"[1-9][0-9]{3} ?[A-Za-z]{2}|[1-9][0-9]{3}|[0-9]{5}", re.ASCII)
+# The document sets no minimum; 8 is the floor of NIST SP 800-63B and
+# OWASP ASVS 5.0 6.2.1, so the laravel profile enforces it.
+POLICY = MinLengthPolicy(8)
 
 
 def message(field: str, code: str, params: dict) -> str:
@@ -58,9 +73,60 @@ def message(field: str, code: str, params: dict) -> str:
     return template.format(attribute=field.replace("_", " "), **params)
 
 
+class Nullable(Text):
+    """Laravel's ``nullable``: missing, null and "" (ConvertEmptyStringsToNull) are None."""
+
+    def __init__(self, **kwargs):
+        super().__init__(blank=True, allow_none=True, load_default=None, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs) or None
+
+
+class Password(Text):
+    """Never trimmed (TrimStrings skips passwords), yet all-whitespace counts as missing."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strip=False, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if not value.strip():
+            raise ValidationError("blank")
+        return value
+
+
+def min_length(length):
+    """Laravel's ``min:N`` on a string, counted in characters."""
+    def check(value):
+        if len(value) < length:
+            raise ValidationError(f"min_length:{length}")
+    return check
+
+
+def postal_code(value):
+    """A Dutch, Belgian or German postal code."""
+    if not POSTAL_CODE_RE.fullmatch(value):
+        raise ValidationError("invalid")
+
+
+class RegisterSchema(ProfileSchema):
+    # The document's field order, which is also the order of the errors.
+    first_name = Text(required=True, max_length=MAX)
+    insertion = Nullable(max_length=MAX)
+    last_name = Text(required=True, max_length=MAX)
+    email = Email(required=True, max_length=MAX)
+    postal_code = Text(required=True, max_length=MAX, validate=postal_code)
+    # The policy's minimum is checked here too, so it is reported with the other fields.
+    password = Password(required=True, max_length=MAX,
+                        validate=min_length(POLICY.min_length))
+
+
 class LaravelProfile(Profile):
     name = "laravel"
     account_type = "guest"
+    schema = RegisterSchema()
+    policy = POLICY
 
     def field_errors(self, exc: FieldErrors):
         errors: dict[str, list[str]] = {}
@@ -73,8 +139,24 @@ class LaravelProfile(Profile):
         status = exc.code or 500
         if isinstance(exc, MalformedBody):
             return self.json({"message": "The request body is not a valid JSON object."}, 400)
+        headers = http_headers(exc)
         text = HTTP_MESSAGES.get(status, "Error").format(method=request.method)
-        return self.json({"message": text}, status, http_headers(exc))
+        if status == 405 and "Allow" in headers:
+            # Laravel lists the route's own methods; OPTIONS is Flask's addition.
+            methods = [m for m in headers["Allow"].split(", ") if m != "OPTIONS"]
+            text += f" Supported methods: {', '.join(methods)}."
+        return self.json({"message": text}, status, headers)
+
+    def registered(self, result):
+        user = result.user
+        return self.json({
+            "first_name": user.first_name,
+            "insertion": user.insertion,
+            "last_name": user.last_name,
+            "email": user.email,
+            "postal_code": user.postal_code,
+            "role": user.account_type,
+        }, 201)
 
 
 class Token(Text):
@@ -90,7 +172,7 @@ class Token(Text):
 
 
 class ValidationSchema(ProfileSchema):
-    email = Email(required=True, max_length=191)
+    email = Email(required=True, max_length=MAX)
     token = Token(required=True, max_length=512)
 
 
@@ -98,6 +180,12 @@ profile = LaravelProfile()
 bp = Blueprint("laravel", __name__)
 register_errors(bp, profile)
 validation_schema = ValidationSchema()
+
+
+@bp.post("/users/register", endpoint="register")
+def register():
+    """Register a guest user (seed 002)."""
+    return profile.register_view()
 
 
 @bp.post("/users/validation", endpoint="validation")
