@@ -1,7 +1,5 @@
 """Extension objects, unbound; ``create_app`` initialises each one."""
 
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_mail import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -26,4 +24,5 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 mail = Mail()
-limiter = Limiter(key_func=get_remote_address, default_limits=[])
+# No module-level Limiter: Flask-Limiter keeps storage, on/off and key prefix per
+# init_app, so one shared by several apps mixes them; regapp.auth.limits makes one per app.

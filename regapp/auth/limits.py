@@ -1,0 +1,222 @@
+"""Abuse throttling: Flask-Limiter limits applied by endpoint purpose, one limiter per app.
+
+Profiles stay unaware of limits: every endpoint is classified by the last
+segment of its name (``auth.<profile>.<name>``, ``pages.<name>``):
+
+- registration: ``register``, ``registration``, ``sign_up``, ``signup``
+- confirmation: ``confirm``, ``confirm_email``, ``confirm_submit``, ``verify``,
+  ``verification``, ``validate``, ``validation``
+- resend: ``resend``, ``resend_confirmation``
+- token: ``token``, ``token_*``, ``*_token``
+
+Each purpose has one bucket per client IP shared by all its endpoints, so
+switching profiles buys nothing. Confirmation adds a bucket per normalised
+email (code guessing), and token endpoints one per identifier; those apply only
+when the request names an email or identifier, which the emailed link never
+does, so nobody can lock an owner out of the link (SECURITY.md C7).
+HEAD and OPTIONS are never counted.
+
+The limit is checked in ``before_request``, after routing, so its 429 is an
+``HTTPException`` that each profile's own error handler renders; ``on_breach``
+supplies the exact ``Retry-After`` (and the HTML body for the browser page).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from functools import lru_cache
+from functools import partial
+
+from flask import Response
+from flask import current_app
+from flask import g
+from flask import jsonify
+from flask import request
+from flask_limiter import Limit
+from flask_limiter import Limiter
+from limits import parse_many
+from markupsafe import escape
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from ..core.identity import email_key
+from .payload import read_payload
+
+EXTENSION = "regapp.limiter"
+REGISTRATION = "registration"
+CONFIRMATION = "confirmation"
+RESEND = "resend"
+TOKEN = "token"
+NAMES = {
+    REGISTRATION: {"register", "registration", "sign_up", "signup"},
+    CONFIRMATION: {"confirm", "confirm_email", "confirm_submit", "verify", "verification",
+                   "validate", "validation"},
+    RESEND: {"resend", "resend_confirmation"},
+}
+# (purpose, config key, what the bucket is keyed on)
+LIMITS = (
+    (REGISTRATION, "RATELIMIT_REGISTRATION", "ip"),
+    (CONFIRMATION, "RATELIMIT_CONFIRMATION", "ip"),
+    (CONFIRMATION, "RATELIMIT_CONFIRMATION_PER_EMAIL", "email"),
+    (RESEND, "RATELIMIT_RESEND", "ip"),
+    (TOKEN, "RATELIMIT_TOKEN", "ip"),
+    (TOKEN, "RATELIMIT_TOKEN_PER_IDENTIFIER", "identifier"),
+)
+# Request fields that name the account a request is about, body first, then query.
+EMAIL_FIELDS = ("email",)
+# The jwt obtain view reads ``username`` first, then ``email``: key on the same one,
+# or rotating the other field would buy a fresh bucket per request.
+IDENTIFIER_FIELDS = ("username", "email")
+COUNTED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
+MAX_KEY_INPUT = 320
+
+
+@lru_cache(maxsize=512)
+def purpose(endpoint: str | None) -> str | None:
+    """The purpose (``registration``, ``confirmation``, ``resend``, ``token``) of an endpoint."""
+    if not endpoint:
+        return None
+    name = endpoint.rsplit(".", 1)[-1]
+    for kind, names in NAMES.items():
+        if name in names:
+            return kind
+    if name == "token" or name.startswith("token_") or name.endswith("_token"):
+        return TOKEN
+    return None
+
+
+def limited_endpoints(app) -> dict[str, str]:
+    """``{endpoint: purpose}`` for every route of ``app`` that is throttled."""
+    return {rule.endpoint: purpose(rule.endpoint) for rule in app.url_map.iter_rules()
+            if purpose(rule.endpoint)}
+
+
+def client_ip() -> str:
+    """The client address: ``remote_addr``, rewritten by ProxyFix only for trusted hops."""
+    return request.remote_addr or "unknown"
+
+
+def _hashed(value: str) -> str:
+    # Buckets never hold an address in clear (Redis, Flask-Limiter's log lines),
+    # and a hash cannot smuggle the key separator into the storage key.
+    key = email_key(value.strip()[:MAX_KEY_INPUT])
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _named(fields) -> str:
+    """Hashed normalised value of the first field present in the body, else the query."""
+    cache = g.setdefault("_regapp_limit_keys", {})
+    if fields not in cache:
+        try:
+            payload = read_payload()
+        except HTTPException:
+            payload = {}  # the view reports the bad body; only the IP bucket counts it
+        value = next((payload[f] for f in fields if isinstance(payload.get(f), str)
+                      and payload[f].strip()), None)
+        if value is None:
+            value = next((request.args[f] for f in fields if request.args.get(f, "").strip()),
+                         None)
+        cache[fields] = _hashed(value) if value is not None else ""
+    return cache[fields]
+
+
+KEYS = {
+    "ip": client_ip,
+    "email": partial(_named, EMAIL_FIELDS),
+    "identifier": partial(_named, IDENTIFIER_FIELDS),
+}
+
+
+def _exempt(kind: str, by: str) -> bool:
+    if purpose(request.endpoint) != kind:
+        return True
+    return by != "ip" and not KEYS[by]()
+
+
+def _retry_after(limit) -> int:
+    # ``limit.reset_at`` rounds up by a whole extra second; the window is exact.
+    return max(1, math.ceil(limit.window.reset_time - time.time()))
+
+
+def _message() -> str:
+    return f"Too many requests. Retry after {g.get('_regapp_retry_after', 60)} seconds."
+
+
+def _on_breach(limit) -> Response:
+    """Log the breach and carry ``Retry-After``; profiles render their own 429 body."""
+    seconds = _retry_after(limit)
+    g._regapp_retry_after = seconds
+    current_app.logger.warning(
+        "rate limit %s exceeded: %s %s from %s", limit.limit, request.method,
+        request.endpoint, client_ip())
+    if request.path == "/api" or request.path.startswith("/api/"):
+        response = jsonify(detail=_message())
+    else:  # the browser page; no handler of its own renders HTTP errors
+        response = Response(
+            "<!doctype html><title>Too many requests</title>"
+            f"<p>{escape(_message())}</p>", content_type="text/html; charset=utf-8")
+    response.status_code = 429
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
+def build_limits(config) -> list[Limit]:
+    """One shared ``Limit`` per (purpose, key) from the config's limit strings."""
+    out = []
+    for kind, key, by in LIMITS:
+        value = config.get(key) or ""
+        if not value:
+            continue  # an empty string switches that limit off
+        parse_many(value)  # a typo fails at start-up, not on every request
+        out.append(Limit(
+            value, key_function=KEYS[by], scope=f"{kind}:{by}", shared=True,
+            methods=COUNTED_METHODS, exempt_when=partial(_exempt, kind, by),
+            error_message=_message,
+        ))
+    return out
+
+
+def _storage_options(config) -> dict:
+    uri = config.get("RATELIMIT_STORAGE_URI") or ""
+    if not uri.startswith(REDIS_SCHEMES):
+        return {}
+    # Bounded waits: a black-holed Redis must not hold every request.
+    timeout = config.get("RATELIMIT_STORAGE_TIMEOUT", 1)
+    return {"socket_connect_timeout": timeout, "socket_timeout": timeout}
+
+
+def _watch_storage(limiter: Limiter, response):
+    """Log an error when the shared store is lost (and when it comes back)."""
+    # Flask-Limiter 4.1 only exposes this as ``_storage_dead``; tests pin the behaviour.
+    dead = bool(getattr(limiter, "_storage_dead", False))
+    state = current_app.extensions[EXTENSION + ".degraded"]
+    if dead != state[0]:
+        state[0] = dead
+        if dead:
+            current_app.logger.error(
+                "rate limiter degraded: storage unreachable, limits are per process "
+                "(in-memory fallback) until it recovers")
+        else:
+            current_app.logger.warning("rate limiter storage recovered")
+    return response
+
+
+def init_app(app) -> None:
+    """Trust the configured proxy hops, then throttle the classified endpoints."""
+    hops = int(app.config.get("TRUSTED_PROXY_COUNT") or 0)
+    if hops > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)
+    # A Limiter keeps its storage, switches and prefix per init_app, so one
+    # module-level instance shared by several apps would mix their settings.
+    limiter = Limiter(
+        key_func=client_ip, default_limits=build_limits(app.config),
+        on_breach=_on_breach, storage_options=_storage_options(app.config),
+    )
+    limiter.init_app(app)
+    app.extensions[EXTENSION] = limiter
+    if limiter.enabled:
+        app.extensions[EXTENSION + ".degraded"] = [False]
+        app.after_request(partial(_watch_storage, limiter))
