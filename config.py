@@ -19,64 +19,104 @@ def as_int(value, default):
     return int(value)
 
 
-def as_list(value):
+def as_list(value, default=""):
     """Read a comma-separated environment value into a list of stripped items."""
+    if value is None:
+        value = default
     return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def as_str(value, default=None):
+    """Read a string environment value; unset or empty means ``default``."""
+    return value or default
+
+
+class Env:
+    """A setting read from ``os.environ`` when an app is configured, not at import,
+    so every ``create_app`` (and every test) sees the environment as it is now."""
+
+    def __init__(self, name, default=None, parse=None):
+        self.name = name
+        self.default = default
+        self.parse = parse
+
+    def __get__(self, instance, owner):
+        value = os.environ.get(self.name)
+        if self.parse is not None:
+            return self.parse(value, self.default)
+        return self.default if value is None else value
 
 
 class Config:
     """Defaults shared by every environment, overridable through ``os.environ``."""
 
-    env = os.environ
-
-    SECRET_KEY = env.get("SECRET_KEY", DEV_SECRET_KEY)
-    SECRET_KEY_FALLBACKS = as_list(env.get("SECRET_KEY_FALLBACKS"))
+    SECRET_KEY = Env("SECRET_KEY", DEV_SECRET_KEY)
+    SECRET_KEY_FALLBACKS = Env("SECRET_KEY_FALLBACKS", "", as_list)
     # None means "an SQLite file in the instance folder", filled in by create_app.
-    SQLALCHEMY_DATABASE_URI = env.get("DATABASE_URL") or None
+    SQLALCHEMY_DATABASE_URI = Env("DATABASE_URL", None, as_str)
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
 
-    MAIL_SERVER = env.get("MAIL_SERVER", "localhost")
-    MAIL_PORT = as_int(env.get("MAIL_PORT"), 25)
-    MAIL_USE_TLS = as_bool(env.get("MAIL_USE_TLS"))
-    MAIL_USE_SSL = as_bool(env.get("MAIL_USE_SSL"))
-    MAIL_USERNAME = env.get("MAIL_USERNAME") or None
-    MAIL_PASSWORD = env.get("MAIL_PASSWORD") or None
-    MAIL_DEFAULT_SENDER = env.get("MAIL_DEFAULT_SENDER", "regapp <no-reply@localhost>")
+    MAIL_SERVER = Env("MAIL_SERVER", "localhost")
+    MAIL_PORT = Env("MAIL_PORT", 25, as_int)
+    MAIL_USE_TLS = Env("MAIL_USE_TLS", False, as_bool)
+    MAIL_USE_SSL = Env("MAIL_USE_SSL", False, as_bool)
+    MAIL_USERNAME = Env("MAIL_USERNAME", None, as_str)
+    MAIL_PASSWORD = Env("MAIL_PASSWORD", None, as_str)
+    MAIL_DEFAULT_SENDER = Env("MAIL_DEFAULT_SENDER", "regapp <no-reply@localhost>")
     MAIL_SUPPRESS_SEND = False
     # Flask-Mail sets no socket timeout and does not verify TLS certificates;
     # regapp's outbox connection adds both.
-    MAIL_TIMEOUT = as_int(env.get("MAIL_TIMEOUT"), 30)
-    MAIL_TLS_VERIFY = as_bool(env.get("MAIL_TLS_VERIFY"), True)
-    MAIL_MAX_ATTEMPTS = as_int(env.get("MAIL_MAX_ATTEMPTS"), 12)
-    MAIL_MAX_PERMANENT_ATTEMPTS = as_int(env.get("MAIL_MAX_PERMANENT_ATTEMPTS"), 3)
-    MAIL_RETRY_BASE = as_int(env.get("MAIL_RETRY_BASE"), 5)
-    MAIL_RETRY_MAX = as_int(env.get("MAIL_RETRY_MAX"), 3600)
-    MAIL_POLL_INTERVAL = as_int(env.get("MAIL_POLL_INTERVAL"), 5)
+    MAIL_TIMEOUT = Env("MAIL_TIMEOUT", 30, as_int)
+    MAIL_TLS_VERIFY = Env("MAIL_TLS_VERIFY", True, as_bool)
+    MAIL_MAX_ATTEMPTS = Env("MAIL_MAX_ATTEMPTS", 12, as_int)
+    MAIL_MAX_PERMANENT_ATTEMPTS = Env("MAIL_MAX_PERMANENT_ATTEMPTS", 3, as_int)
+    MAIL_RETRY_BASE = Env("MAIL_RETRY_BASE", 5, as_int)
+    MAIL_RETRY_MAX = Env("MAIL_RETRY_MAX", 3600, as_int)
+    MAIL_POLL_INTERVAL = Env("MAIL_POLL_INTERVAL", 5, as_int)
     # A claimed row whose sender died is retried after this many seconds;
     # it must exceed MAIL_TIMEOUT times the number of SMTP round trips.
-    MAIL_CLAIM_LEASE = as_int(env.get("MAIL_CLAIM_LEASE"), 300)
-    OUTBOX_AUTOSTART = as_bool(env.get("OUTBOX_AUTOSTART"), True)
+    MAIL_CLAIM_LEASE = Env("MAIL_CLAIM_LEASE", 300, as_int)
+    OUTBOX_AUTOSTART = Env("OUTBOX_AUTOSTART", True, as_bool)
 
-    FRONTEND_URL = env.get("FRONTEND_URL", "http://127.0.0.1:5000")
-    CONFIRM_TOKEN_MAX_AGE = as_int(env.get("CONFIRM_TOKEN_MAX_AGE"), 86400)
+    FRONTEND_URL = Env("FRONTEND_URL", "http://127.0.0.1:5000")
+    CONFIRM_TOKEN_MAX_AGE = Env("CONFIRM_TOKEN_MAX_AGE", 86400, as_int)
     CONFIRM_CODE_MAX_ATTEMPTS = 5
     CONFIRM_CODE_LIFETIME_CAP = 20
-    RESEND_COOLDOWN = as_int(env.get("RESEND_COOLDOWN"), 60)
+    RESEND_COOLDOWN = Env("RESEND_COOLDOWN", 60, as_int)
+    # simplejwt's defaults: 5-minute access tokens, 1-day refresh tokens.
+    JWT_ACCESS_LIFETIME = Env("JWT_ACCESS_LIFETIME", 300, as_int)
+    JWT_REFRESH_LIFETIME = Env("JWT_REFRESH_LIFETIME", 86400, as_int)
 
-    RATELIMIT_ENABLED = as_bool(env.get("RATELIMIT_ENABLED"), True)
-    RATELIMIT_STORAGE_URI = env.get("RATELIMIT_STORAGE_URI", "memory://")
-    RATELIMIT_HEADERS_ENABLED = True
+    RATELIMIT_ENABLED = Env("RATELIMIT_ENABLED", True, as_bool)
+    RATELIMIT_STORAGE_URI = Env("RATELIMIT_STORAGE_URI", "memory://")
+    # Off: Flask-Limiter would stamp Retry-After on every 2xx and rewrite the
+    # 429's own value; regapp.auth.limits sets an exact Retry-After on 429s.
+    RATELIMIT_HEADERS_ENABLED = False
+    RATELIMIT_KEY_PREFIX = Env("RATELIMIT_KEY_PREFIX", "regapp")
+    # Storage down (Redis): fail open to per-process in-memory counters, log an
+    # error, never answer 500 (regapp.auth.limits, README "Rate limits").
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = Env("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True,
+                                               as_bool)
+    RATELIMIT_SWALLOW_ERRORS = Env("RATELIMIT_SWALLOW_ERRORS", True, as_bool)
+    RATELIMIT_STORAGE_TIMEOUT = Env("RATELIMIT_STORAGE_TIMEOUT", 1, as_int)
+    # limits strings ("10/minute;100/day"); an empty value switches that limit off.
+    RATELIMIT_REGISTRATION = Env("RATELIMIT_REGISTRATION", "10/minute;100/day")
+    RATELIMIT_CONFIRMATION = Env("RATELIMIT_CONFIRMATION", "20/minute")
+    RATELIMIT_CONFIRMATION_PER_EMAIL = Env("RATELIMIT_CONFIRMATION_PER_EMAIL", "10/minute")
+    RATELIMIT_RESEND = Env("RATELIMIT_RESEND", "5/minute;50/day")
+    RATELIMIT_TOKEN = Env("RATELIMIT_TOKEN", "10/minute")
+    RATELIMIT_TOKEN_PER_IDENTIFIER = Env("RATELIMIT_TOKEN_PER_IDENTIFIER", "10/minute")
+    # Reverse proxies in front of the app whose X-Forwarded-For is trusted; 0 = none.
+    TRUSTED_PROXY_COUNT = Env("TRUSTED_PROXY_COUNT", 0, as_int)
 
-    EMAIL_CHECK_DELIVERABILITY = as_bool(env.get("EMAIL_CHECK_DELIVERABILITY"))
-    REGAPP_PROFILES = as_list(
-        env.get("REGAPP_PROFILES", "drf,envelope,laravel,jsonapi,jwt")
-    )
+    EMAIL_CHECK_DELIVERABILITY = Env("EMAIL_CHECK_DELIVERABILITY", False, as_bool)
+    REGAPP_PROFILES = Env("REGAPP_PROFILES", "drf,envelope,laravel,jsonapi,jwt", as_list)
 
-    MAX_CONTENT_LENGTH = as_int(env.get("MAX_CONTENT_LENGTH"), 64 * 1024)
+    MAX_CONTENT_LENGTH = Env("MAX_CONTENT_LENGTH", 64 * 1024, as_int)
     # argon2id at the OWASP ASVS 5.0 Appendix C minimum row (t=2, m=19 MiB, p=1).
-    ARGON2_TIME_COST = as_int(env.get("ARGON2_TIME_COST"), 2)
-    ARGON2_MEMORY_COST = as_int(env.get("ARGON2_MEMORY_COST"), 19456)
-    ARGON2_PARALLELISM = as_int(env.get("ARGON2_PARALLELISM"), 1)
+    ARGON2_TIME_COST = Env("ARGON2_TIME_COST", 2, as_int)
+    ARGON2_MEMORY_COST = Env("ARGON2_MEMORY_COST", 19456, as_int)
+    ARGON2_PARALLELISM = Env("ARGON2_PARALLELISM", 1, as_int)
 
     @classmethod
     def init_app(cls, app):
@@ -99,6 +139,7 @@ class TestingConfig(Config):
     OUTBOX_AUTOSTART = False
     RATELIMIT_ENABLED = False
     RATELIMIT_STORAGE_URI = "memory://"
+    TRUSTED_PROXY_COUNT = 0
     MAIL_SERVER = "127.0.0.1"
     MAIL_TIMEOUT = 5
     MAIL_RETRY_BASE = 0
@@ -130,6 +171,11 @@ class ProductionConfig(Config):
             or app.config["ARGON2_PARALLELISM"] < 1
         ):
             problems.append("argon2 parameters are below t=2, m=19456 KiB, p=1")
+        if app.config["RATELIMIT_ENABLED"] and app.config["RATELIMIT_STORAGE_URI"].startswith(
+                "memory://"):
+            app.logger.warning("RATELIMIT_STORAGE_URI=memory:// counts per worker process, "
+                               "so each limit is multiplied by the number of workers; "
+                               "use redis:// in production")
         if problems:
             raise RuntimeError("refusing to start: " + "; ".join(problems))
 

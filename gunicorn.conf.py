@@ -15,3 +15,29 @@ graceful_timeout = 20
 accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
 errorlog = "-"
+# gunicorn 25+ opens a control socket at one path per user ($HOME/.gunicorn/gunicorn.ctl),
+# which a second instance on the host would take over; opt in with a path of your own.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
+
+
+def post_worker_init(worker):
+    """Start the worker's mail dispatcher now, not at its first request.
+
+    With ``--preload`` the app was imported in the master, whose dispatcher
+    thread regapp stops before fork() (see ``regapp.core.outbox``).
+    """
+    from regapp.core import outbox
+
+    app = getattr(worker, "wsgi", None)
+    if hasattr(app, "app_context"):
+        outbox.ensure_dispatcher(app)
+
+
+def worker_exit(server, worker):
+    """Let the dispatcher finish its batch, so no claim is left to wait for its lease."""
+    from regapp.core import outbox
+
+    app = getattr(worker, "wsgi", None)
+    if hasattr(app, "app_context"):
+        outbox.stop_dispatcher(app, timeout=5)

@@ -9,5 +9,6 @@ outbox.ensure_dispatcher(app)
 
 @app.before_request
 def _dispatcher_alive():
-    # Survives --preload (a thread started before fork is gone in the worker).
+    # gunicorn.conf.py starts it in each worker; this covers servers that don't read
+    # that file (a thread started before fork() is gone in the worker).
     outbox.ensure_dispatcher(app)

@@ -9,7 +9,6 @@ from flask import Flask
 from . import cli
 from . import models  # noqa: F401 - models must be imported for migrations
 from .extensions import db
-from .extensions import limiter
 from .extensions import mail
 from .extensions import migrate
 
@@ -21,6 +20,7 @@ def create_app(config=None) -> Flask:
     load_config(app, config)
     register_extensions(app)
     register_blueprints(app)
+    register_limits(app)
     register_error_handlers(app)
     register_commands(app)
     register_shell_context(app)
@@ -58,7 +58,6 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, render_as_batch=True, compare_type=True)
     mail.init_app(app)
-    limiter.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -68,6 +67,13 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(create_blueprint(app.config["REGAPP_PROFILES"]))
     app.register_blueprint(pages.bp)
+
+
+def register_limits(app: Flask) -> None:
+    """Throttle the registration, confirmation, resend and token routes (by endpoint name)."""
+    from .auth import limits
+
+    limits.init_app(app)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -25,8 +25,40 @@ ACCOUNT_TYPES = ("customer", "guest", "driver", "admin")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+# Operator-facing text for the core's error codes.
+MESSAGES = {
+    "unique": "an account with this {field} already exists",
+    "invalid": "{field} is not valid",
+    "undeliverable": "{field} has a domain that does not accept mail",
+    "max_length": "{field} is longer than {max_length} characters",
+    "password_too_short": "password is too short (at least {min_length} characters)",
+    "password_too_long": "password is too long (at most {max_length} characters)",
+    "password_too_common": "password is too common",
+    "password_entirely_numeric": "password is entirely numeric",
+    "password_too_similar": "password is too similar to the {verbose_name}",
+}
+
+
 def _fail(message: str) -> None:
     raise click.ClickException(message)
+
+
+def _explain(exc: FieldErrors) -> str:
+    """Every problem on one line, e.g. ``password is too common``."""
+    parts = []
+    for err in exc.errors:
+        params = {"verbose_name": "account details", **err.params, "field": err.field}
+        try:
+            parts.append(MESSAGES[err.code].format(**params))
+        except (KeyError, IndexError):  # a code (or parameter) this catalog doesn't know
+            parts.append(f"{err.field}: {err.code.replace('_', ' ')}")
+    return "; ".join(parts)
+
+
+def _printable(value) -> str:
+    """Operator output stays on one line: control characters are escaped, never echoed."""
+    text = "" if value is None else str(value)
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def _lookup(identifier: str) -> User:
@@ -69,9 +101,9 @@ def create_user(email, username, account_type, first_name, last_name, confirmed,
     try:
         user = accounts.create_account(data, account_type=account_type, confirmed=confirmed)
     except FieldErrors as exc:
-        problems = "; ".join(f"{e.field}: {e.code}" for e in exc.errors)
-        _fail(f"account not created: {problems}")
-    click.echo(f"created account {user.id} ({user.email}, {account_type})")
+        _fail(f"account not created: {_explain(exc)}")
+    state = "confirmed" if confirmed else "confirmation email queued"
+    click.echo(f"created account {user.id} ({user.email}, {account_type}, {state})")
 
 
 @users.command("list")
@@ -117,8 +149,9 @@ def delete_user(identifier, yes):
     user = _lookup(identifier)
     if not yes:
         click.confirm(f"Delete account {user.id} ({user.email})?", abort=True)
+    described = f"{user.id} ({user.email})"
     accounts.delete_user(user)
-    click.echo(f"deleted account {identifier}")
+    click.echo(f"deleted account {described}")
 
 
 @users.command("purge-unconfirmed")
@@ -151,13 +184,17 @@ def resend(identifier):
 @click.option("--status", type=click.Choice(["pending", "sending", "sent", "failed", "all"]),
               default="all", show_default=True)
 def list_mail(status):
-    """List outbox messages (never their bodies: they hold confirmation secrets)."""
+    """List outbox messages: id, status, attempts, to, subject, created, sent or next try,
+    last error (never bodies: they hold confirmation secrets)."""
     stmt = select(OutboxMessage).order_by(OutboxMessage.id)
     if status != "all":
         stmt = stmt.where(OutboxMessage.status == status)
     for row in db.session.scalars(stmt):
-        click.echo(f"{row.id}\t{row.status}\t{row.attempts}\t{row.to_addr}\t"
-                   f"{row.next_attempt_at:%Y-%m-%d %H:%M:%S}\t{row.last_error or ''}")
+        when = row.sent_at if row.status == "sent" else row.next_attempt_at
+        fields = (row.id, row.status, row.attempts, row.to_addr, row.subject,
+                  f"{row.created_at:%Y-%m-%d %H:%M:%S}", f"{when:%Y-%m-%d %H:%M:%S}",
+                  row.last_error or "")
+        click.echo("\t".join(_printable(f) for f in fields))
 
 
 @mail_cli.command("retry")

@@ -16,6 +16,11 @@ from .core.identity import normalize_email
 bp = Blueprint("pages", __name__)
 
 
+def _one(values) -> str:
+    """The single value of a parameter; a repeated one counts as missing (payload.py rule)."""
+    return values[0] if len(values) == 1 else ""
+
+
 @bp.after_request
 def no_leaks(response):
     """The token is in the URL: no referrer, no caching, nothing from elsewhere."""
@@ -32,7 +37,7 @@ def no_leaks(response):
 @bp.get("/confirm-email/")
 def confirm_page():
     """Show the confirm button; a GET (or a mail scanner's prefetch) changes nothing."""
-    token = request.args.get("token_id", "")
+    token = _one(request.args.getlist("token_id"))
     state = "ready"
     try:
         user = accounts.user_for_token(token)
@@ -49,7 +54,7 @@ def confirm_page():
 @bp.post("/confirm-email/")
 def confirm_submit():
     """Confirm the address and say what happened."""
-    token = request.form.get("token_id", "")
+    token = _one(request.form.getlist("token_id"))
     try:
         accounts.confirm(token)
         state, status = "confirmed", 200
@@ -65,7 +70,7 @@ def confirm_submit():
 @bp.post("/confirm-email/resend")
 def resend():
     """The resend form shown beside a bad or expired link."""
-    email = request.form.get("email", "")
+    email = _one(request.form.getlist("email"))
     try:
         email = normalize_email(email)
     except FieldErrors:

@@ -11,6 +11,7 @@ import json
 
 from flask import request
 from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.exceptions import UnsupportedMediaType
 
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
@@ -42,8 +43,12 @@ class _Repeated(list):
     """A JSON key given more than once."""
 
 
+class _BadConstant(ValueError):
+    """NaN or Infinity: Python's json accepts them, JSON does not."""
+
+
 def _reject_constant(name):
-    raise ValueError(f"invalid JSON constant {name}")
+    raise _BadConstant(name)
 
 
 def read_payload() -> dict:
@@ -55,6 +60,7 @@ def read_payload() -> dict:
     mimetype = request.mimetype
     if mimetype in FORM_TYPES:
         form = request.form.to_dict(flat=False)
+        _reject_cut_body()
         if request.files:
             # Files are not fields of any profile; a name sent as a file is a wrong type.
             for key in request.files:
@@ -62,20 +68,41 @@ def read_payload() -> dict:
         return {k: v[0] if len(v) == 1 else list(v) for k, v in form.items()}
     if mimetype == "application/json" or mimetype.endswith("+json"):
         raw = request.get_data(cache=True)
+        _reject_cut_body()
         if not raw.strip():
             return {}
         try:
             data = json.loads(raw.decode("utf-8"), object_pairs_hook=_pairs_hook,
                               parse_constant=_reject_constant)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "invalid encoding"
-            raise MalformedBody("parse_error", detail) from None
+            raise MalformedBody("parse_error", _parse_detail(exc)) from None
         if not isinstance(data, dict):
             raise MalformedBody("not_an_object", got=_json_type(data))
         return data
     if not request.content_length and not mimetype:
         return {}
     raise UnsupportedMediaType()
+
+
+def _reject_cut_body() -> None:
+    """A streamed (chunked) body is cut off silently at MAX_CONTENT_LENGTH by
+    Werkzeug's single read; never parse what is left of it."""
+    stream = request.stream
+    if request.content_length is None and getattr(stream, "is_exhausted", False):
+        raise RequestEntityTooLarge()
+
+
+def _parse_detail(exc: Exception) -> str:
+    """A short, input-free reason for a parse failure (never echoes the body)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    if isinstance(exc, UnicodeDecodeError):
+        return "invalid encoding"
+    if isinstance(exc, RecursionError):
+        return "nesting too deep"
+    if isinstance(exc, _BadConstant):
+        return "NaN and Infinity are not valid JSON"
+    return "invalid value"  # e.g. an integer longer than Python's 4300-digit limit
 
 
 def _json_type(value) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,7 @@ from .errors import AlreadyConfirmed
 from .errors import CodeMismatch
 from .errors import FieldError
 from .errors import FieldErrors
+from .errors import InvalidCredentials
 from .errors import TokenExpired
 from .errors import TokenInvalid
 from .errors import TooManyAttempts
@@ -32,8 +34,10 @@ from .identity import USERNAME_MAX_LENGTH
 from .identity import email_key
 from .identity import normalize_email
 from .identity import username_key
+from .passwords import PASSWORD_MAX_LENGTH
 from .passwords import DjangoPolicy
 from .passwords import hash_password
+from .passwords import verify_password
 
 PROFILE_FIELDS = ("first_name", "insertion", "last_name", "postal_code", "phone", "avatar")
 
@@ -115,15 +119,19 @@ def create_account(data: dict, *, account_type: str, confirmed: bool = False,
 
 def _checked_email(raw: str, resolver=None) -> str:
     check = current_app.config["EMAIL_CHECK_DELIVERABILITY"]
+    if resolver is None:
+        # An app-injected dnspython-style resolver (tests use a fake: no network).
+        resolver = current_app.extensions.get("regapp.dns_resolver")
     return normalize_email(raw, check_deliverability=check, resolver=resolver)
 
 
-def _taken_fields(ekey: str, ukey: str | None) -> list[str]:
+def _taken_fields(ekey: str | None, ukey: str | None) -> list[str]:
     taken = []
     if ukey is not None and db.session.scalar(
             select(User.id).where(User.username_key == ukey)) is not None:
         taken.append("username")
-    if db.session.scalar(select(User.id).where(User.email_key == ekey)) is not None:
+    if ekey is not None and db.session.scalar(
+            select(User.id).where(User.email_key == ekey)) is not None:
         taken.append("email")
     return taken
 
@@ -155,7 +163,9 @@ def _mark_confirmed(user_id: int) -> None:
     result = db.session.execute(
         update(User)
         .where(User.id == user_id, User.is_email_confirmed.is_(False))
-        .values(is_email_confirmed=True, confirmed_at=utcnow())
+        # Credentials handed out before confirmation die with it (pre-hijacking);
+        # JWTs are checked against confirmed_at in jwt_tokens.
+        .values(is_email_confirmed=True, confirmed_at=utcnow(), api_token_hash=None)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
@@ -199,7 +209,7 @@ def confirm_code(email, code) -> User:
     :raises CodeMismatch: wrong code, malformed code or unknown address.
     :raises TooManyAttempts: this code (or the account's lifetime cap) is used up.
     :raises TokenExpired: the right code, too late.
-    :raises AlreadyConfirmed: the code is the one that confirmed the address.
+    :raises AlreadyConfirmed: a code sent to this address, which is already confirmed.
     """
     cfg = current_app.config
     user = None
@@ -213,11 +223,18 @@ def confirm_code(email, code) -> User:
         .order_by(EmailConfirmation.id.desc())
     ).all()
     if user.is_email_confirmed:
-        if any(r.used_at and tokens.code_matches(r.code_hash, user.id, code) for r in rows):
+        # Any code this address was sent proves ownership, also when the link
+        # (not the code) confirmed it: say "already confirmed", not "wrong code".
+        if any(tokens.code_matches(r.code_hash, user.id, code) for r in rows):
             raise AlreadyConfirmed()
         raise CodeMismatch()
     current = rows[0] if rows else None
-    if current is None or current.used_at is not None:
+    if current is None:
+        raise CodeMismatch()
+    if current.used_at is not None:
+        # Used after we read the user: a concurrent request with this code won.
+        if tokens.code_matches(current.code_hash, user.id, code):
+            raise AlreadyConfirmed()
         raise CodeMismatch()
     max_attempts = cfg["CONFIRM_CODE_MAX_ATTEMPTS"]
     if current.attempts >= max_attempts or user.code_failures >= cfg["CONFIRM_CODE_LIFETIME_CAP"]:
@@ -236,7 +253,11 @@ def confirm_code(email, code) -> User:
     )
     if used.rowcount != 1:
         db.session.rollback()
-        raise TooManyAttempts()
+        # A concurrent request with the same code won (already confirmed), or
+        # wrong guesses used the code up in the meantime.
+        used_at = db.session.scalar(
+            select(EmailConfirmation.used_at).where(EmailConfirmation.id == current.id))
+        raise AlreadyConfirmed() if used_at is not None else TooManyAttempts()
     _mark_confirmed(user.id)
     db.session.commit()
     db.session.refresh(user)
@@ -292,6 +313,84 @@ def resend_confirmation(email) -> bool:
     _send_confirmation(user)
     db.session.commit()
     return True
+
+
+def taken(data: dict) -> list[FieldError]:
+    """``unique`` errors for the ``username``/``email`` in ``data`` that are in use.
+
+    Lets a profile report duplicates together with shape errors, as DRF does;
+    ``register`` still decides (the unique constraints are the arbiter).
+    """
+    username, email = data.get("username"), data.get("email")
+    ukey = username_key(username) if isinstance(username, str) and username else None
+    ekey = None
+    if isinstance(email, str) and email:
+        try:
+            ekey = email_key(normalize_email(email))
+        except FieldErrors:
+            pass
+    return [FieldError(name, "unique") for name in _taken_fields(ekey, ukey)]
+
+
+API_TOKEN_RE = re.compile(r"[0-9a-f]{32}\Z")
+_dummy_hashes: dict[tuple, str] = {}
+
+
+def user_for_api_token(token) -> User:
+    """The account an api_token (envelope profile) belongs to.
+
+    :raises TokenInvalid: malformed, unknown, or cleared at confirmation.
+    """
+    if not isinstance(token, str) or not API_TOKEN_RE.match(token):
+        raise TokenInvalid()
+    user = db.session.scalar(select(User).where(User.api_token_hash == api_token_hash(token)))
+    if user is None:
+        raise TokenInvalid()
+    return user
+
+
+def authenticate(identifier, password) -> User:
+    """The account whose username or email is ``identifier``, if ``password`` is its own.
+
+    Unknown accounts cost the same hash verification as a wrong password, so
+    timing does not tell which accounts exist. A hash made with weaker
+    parameters than the configured ones is replaced (rehash on login).
+
+    :raises InvalidCredentials: unknown account or wrong password.
+    """
+    if (not isinstance(identifier, str) or not isinstance(password, str)
+            or not identifier or len(identifier) > 320 or len(password) > PASSWORD_MAX_LENGTH):
+        raise InvalidCredentials()
+    keys = {username_key(identifier)}
+    try:
+        keys.add(email_key(normalize_email(identifier)))  # IDN domains are stored as punycode
+    except FieldErrors:
+        pass
+    # A username may look like someone else's email: try each match.
+    candidates = db.session.scalars(
+        select(User).where(User.email_key.in_(keys) | User.username_key.in_(keys))
+        .order_by(User.id)
+    ).all()
+    if not candidates:
+        verify_password(_dummy_hash(), password)
+        raise InvalidCredentials()
+    for user in candidates:
+        ok, new_hash = verify_password(user.password_hash, password)
+        if ok:
+            if new_hash:
+                user.password_hash = new_hash
+                db.session.commit()
+            return user
+    raise InvalidCredentials()
+
+
+def _dummy_hash() -> str:
+    """A hash with the configured parameters, to verify against for unknown accounts."""
+    cfg = current_app.config
+    params = (cfg["ARGON2_TIME_COST"], cfg["ARGON2_MEMORY_COST"], cfg["ARGON2_PARALLELISM"])
+    if params not in _dummy_hashes:
+        _dummy_hashes[params] = hash_password(secrets.token_urlsafe(16))
+    return _dummy_hashes[params]
 
 
 def find_user(identifier: str) -> User:

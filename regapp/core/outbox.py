@@ -7,17 +7,22 @@ Message-ID, so receivers can de-duplicate.
 
 from __future__ import annotations
 
+import email.policy
+import functools
 import logging
 import os
 import smtplib
+import socket
 import ssl
 import threading
+import time
+import weakref
 from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import formatdate
 from email.utils import make_msgid
 
 from flask import current_app
-from flask_mail import Connection
-from flask_mail import Message
 from sqlalchemy import and_
 from sqlalchemy import event
 from sqlalchemy import or_
@@ -31,16 +36,19 @@ from ..models import utcnow
 
 log = logging.getLogger(__name__)
 
+BATCH_SIZE = 20
+_STATE_KEY = "regapp.outbox"
+# CRLF line ends; 7bit so non-ASCII bodies are encoded for servers without 8BITMIME.
+MIME_POLICY = email.policy.SMTP.clone(cte_type="7bit")
 _wakeup = threading.Event()
-_dispatchers: dict[int, threading.Thread] = {}
 _dispatch_lock = threading.Lock()
+_apps: weakref.WeakSet = weakref.WeakSet()  # apps that ran a dispatcher in this process
 
 
 def enqueue(*, to: str, subject: str, body_text: str, body_html: str | None) -> None:
     """Add a message to the current session; it is sent only if the session commits."""
     # The Message-ID names the sender's domain; it is fixed here, once.
-    sender = current_app.config["MAIL_DEFAULT_SENDER"] or "localhost"
-    sender_domain = sender.rpartition("@")[2].strip("> ") or "localhost"
+    sender_domain = (_sender() or "").rpartition("@")[2].strip("> ") or "localhost"
     row = OutboxMessage(
         to_addr=to,
         subject=subject,
@@ -66,30 +74,77 @@ def _forget_after_rollback(session):
     session.info.pop("outbox_dirty", None)
 
 
-class _SMTPConnection(Connection):
-    """Flask-Mail's connection with a socket timeout and verified TLS."""
-
-    def configure_host(self):
-        cfg = current_app.config
-        timeout = cfg["MAIL_TIMEOUT"]
-        context = ssl.create_default_context()
-        if not cfg["MAIL_TLS_VERIFY"]:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if self.mail.use_ssl:
-            host = smtplib.SMTP_SSL(self.mail.server, self.mail.port,
-                                    timeout=timeout, context=context)
-        else:
-            host = smtplib.SMTP(self.mail.server, self.mail.port, timeout=timeout)
-        if self.mail.use_tls:
-            host.starttls(context=context)
-        if self.mail.username and self.mail.password:
-            host.login(self.mail.username, self.mail.password)
-        return host
-
-
 class PermanentFailure(Exception):
-    """The message itself can't be sent (bad address, 5xx reply)."""
+    """The message itself can't be sent (bad address, bad header, 5xx reply)."""
+
+
+@functools.cache
+def _ehlo_name() -> str:
+    # smtplib would look this up again for every connection.
+    return socket.getfqdn()
+
+
+def _connect() -> smtplib.SMTP:
+    """An SMTP connection with a socket timeout and verified TLS (Flask-Mail has neither)."""
+    cfg = current_app.config
+    timeout = cfg["MAIL_TIMEOUT"]
+    context = ssl.create_default_context()
+    if not cfg["MAIL_TLS_VERIFY"]:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if cfg["MAIL_USE_SSL"]:
+        host = smtplib.SMTP_SSL(cfg["MAIL_SERVER"], cfg["MAIL_PORT"], _ehlo_name(),
+                                timeout=timeout, context=context)
+    else:
+        host = smtplib.SMTP(cfg["MAIL_SERVER"], cfg["MAIL_PORT"], _ehlo_name(),
+                            timeout=timeout)
+    try:
+        if cfg["MAIL_USE_TLS"]:
+            host.starttls(context=context)
+        if cfg["MAIL_USERNAME"] and cfg["MAIL_PASSWORD"]:
+            host.login(cfg["MAIL_USERNAME"], cfg["MAIL_PASSWORD"])
+    except BaseException:
+        host.close()
+        raise
+    return host
+
+
+def _disconnect(host: smtplib.SMTP, polite: bool = True) -> None:
+    try:
+        if polite:
+            host.quit()
+    except Exception:  # noqa: BLE001 - the connection is being discarded anyway
+        pass
+    finally:
+        host.close()
+
+
+def _build(row: OutboxMessage) -> bytes:
+    """The message as sent; anything that can't be built now never will be."""
+    try:
+        row.to_addr.encode("ascii")
+        msg = EmailMessage(policy=MIME_POLICY)
+        # The email package refuses CR/LF in header values: no header injection.
+        msg["Subject"] = row.subject
+        msg["From"] = _sender()
+        msg["To"] = row.to_addr
+        msg["Date"] = formatdate(localtime=True)
+        msg["Message-ID"] = row.message_id  # one Message-ID across every retry
+        msg.set_content(row.body_text)
+        if row.body_html:
+            msg.add_alternative(row.body_html, subtype="html")
+        return msg.as_bytes()
+    except (ValueError, TypeError, UnicodeError) as exc:
+        raise PermanentFailure(f"message can't be built: {type(exc).__name__}") from None
+
+
+def _is_permanent(exc: Exception) -> bool:
+    """True when ``exc`` means this message will never be accepted (RFC 5321 5yz)."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in exc.recipients.values())
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return exc.smtp_code >= 500
+    return False
 
 
 def _due_condition(now):
@@ -101,7 +156,7 @@ def _due_condition(now):
     )
 
 
-def claim_due(limit: int = 20) -> list[int]:
+def claim_due(limit: int = BATCH_SIZE) -> list[int]:
     """Atomically claim up to ``limit`` due messages; return their ids.
 
     PostgreSQL locks the candidates with ``FOR UPDATE SKIP LOCKED``; on every
@@ -129,116 +184,137 @@ def claim_due(limit: int = 20) -> list[int]:
             if result.rowcount == 1:
                 claimed.append(row_id)
         db.session.commit()
-    except Exception:
+    except BaseException:
         db.session.rollback()
         raise
     return claimed
 
 
-def _build(row: OutboxMessage) -> Message:
-    msg = Message(
-        subject=row.subject,
-        recipients=[row.to_addr],
-        body=row.body_text,
-        html=row.body_html,
-        sender=current_app.config["MAIL_DEFAULT_SENDER"],
-    )
-    msg.msgId = row.message_id  # one Message-ID across every retry
-    if msg.has_bad_headers():
-        raise PermanentFailure("header injection in subject, sender or recipient")
-    try:
-        row.to_addr.encode("ascii")
-    except UnicodeEncodeError:
-        raise PermanentFailure("recipient is not ASCII") from None
-    return msg
-
-
-def _classify(exc: Exception) -> bool:
-    """True when ``exc`` means the message will never be accepted."""
-    if isinstance(exc, PermanentFailure):
-        return True
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        return all(code >= 500 for code, _ in exc.recipients.values())
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return exc.smtp_code >= 500
-    return False
-
-
-def _mark_sent(row_id: int) -> None:
+def _set(ids, **values) -> None:
+    """Update rows this sender still holds (status ``sending``) and commit."""
     db.session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == row_id, OutboxMessage.status == "sending")
-        .values(status="sent", sent_at=utcnow(), last_error=None)
+        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "sending")
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
 
 
-def _mark_failed_attempt(row: OutboxMessage, exc: Exception) -> str:
+def _sent_values() -> dict:
+    # The bodies hold the confirmation link and code: keep them no longer than needed.
+    return {"status": "sent", "sent_at": utcnow(), "last_error": None,
+            "body_text": "", "body_html": None}
+
+
+def _record_failure(row: OutboxMessage, exc: Exception, permanent: bool) -> str:
+    """Count a failed attempt; park the row as ``failed`` once its attempts are used up."""
     cfg = current_app.config
-    permanent = _classify(exc)
     attempts = row.attempts + 1
-    limit = cfg["MAIL_MAX_PERMANENT_ATTEMPTS"] if permanent else cfg["MAIL_MAX_ATTEMPTS"]
     if isinstance(exc, PermanentFailure):
         limit = 1
+    elif permanent:
+        limit = cfg["MAIL_MAX_PERMANENT_ATTEMPTS"]
+    else:
+        limit = cfg["MAIL_MAX_ATTEMPTS"]
     status = "failed" if attempts >= limit else "pending"
     delay = min(cfg["MAIL_RETRY_BASE"] * 2 ** (attempts - 1), cfg["MAIL_RETRY_MAX"])
-    # Only the class and SMTP reply go to the row and the log: no body, no token.
-    error = f"{type(exc).__name__}: {getattr(exc, 'smtp_code', '')} {exc}"[:500]
-    db.session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == row.id, OutboxMessage.status == "sending")
-        .values(status=status, attempts=attempts, last_error=error,
-                next_attempt_at=utcnow() + timedelta(seconds=delay))
-        .execution_options(synchronize_session=False)
-    )
-    db.session.commit()
+    # Only the class and the SMTP reply go to the row and the log: no body, no token.
+    error = f"{type(exc).__name__}: {exc}"[:500]
+    _set([row.id], status=status, attempts=attempts, last_error=error, claimed_at=None,
+         next_attempt_at=utcnow() + timedelta(seconds=delay))
+    level = logging.ERROR if status == "failed" else logging.WARNING
+    log.log(level, "outbox message %s attempt %s failed: %s%s -> %s", row.id, attempts,
+            type(exc).__name__, f" {exc.smtp_code}" if hasattr(exc, "smtp_code") else "",
+            status)
     return status
 
 
-def send_due(limit: int = 20) -> dict[str, int]:
+def send_due(limit: int = BATCH_SIZE) -> dict[str, int]:
     """Claim and deliver what is due now; return counts by outcome.
 
-    Each message is sent on its own connection attempt after a failure, so one
-    poisoned message never blocks the rest of the batch.
+    A failed message closes the connection (the next one reconnects), so one
+    poisoned message never blocks the rest of the batch. If this raises, the
+    claims it still holds are released, never left in ``sending``.
     """
     counts = {"sent": 0, "retry": 0, "failed": 0}
-    ids = claim_due(limit)
-    conn = None
+    todo = claim_due(limit)
+    accepted: list[int] = []  # the SMTP server said 250; "sent" not yet recorded
+    host = None
+    # Give back what is left before the lease runs out, or another sender re-sends it.
+    deadline = time.monotonic() + current_app.config["MAIL_CLAIM_LEASE"] / 2
     try:
-        for row_id in ids:
-            row = db.session.get(OutboxMessage, row_id, populate_existing=True)
-            try:
-                msg = _build(row)
-                if conn is None:
-                    conn = _SMTPConnection(current_app.extensions["mail"])
-                    conn.host = conn.configure_host()
-                conn.host.sendmail(msg.sender, [row.to_addr], msg.as_bytes())
-            except Exception as exc:  # noqa: BLE001 - every failure is recorded
-                if conn is not None:
-                    _close(conn)
-                    conn = None
-                status = _mark_failed_attempt(row, exc)
-                counts["failed" if status == "failed" else "retry"] += 1
-                log.warning("outbox message %s: %s (%s)", row_id,
-                            type(exc).__name__, status)
+        while todo and time.monotonic() < deadline:
+            row = db.session.get(OutboxMessage, todo[0], populate_existing=True)
+            if row is None:  # deleted by an operator meanwhile
+                todo.pop(0)
                 continue
-            _mark_sent(row_id)
+            try:
+                data = _build(row)
+                if host is None:
+                    host = _connect_or_defer(todo, counts)
+                    if host is None:
+                        break
+                host.sendmail(_sender(), [row.to_addr], data)
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded
+                if host is not None:
+                    _disconnect(host, polite=False)
+                    host = None
+                permanent = isinstance(exc, PermanentFailure) or _is_permanent(exc)
+                counts[_outcome(_record_failure(row, exc, permanent))] += 1
+                todo.pop(0)
+                continue
+            accepted.append(todo.pop(0))
+            _set(accepted, **_sent_values())
+            accepted.clear()
             counts["sent"] += 1
     finally:
-        if conn is not None:
-            _close(conn)
+        if host is not None:
+            _disconnect(host)
+        if todo or accepted:
+            _release(todo, accepted)
     return counts
 
 
-def _close(conn) -> None:
+def _connect_or_defer(todo: list[int], counts: dict) -> smtplib.SMTP | None:
+    """Connect; if the server is unreachable, every message left missed this try."""
     try:
-        conn.host.quit()
-    except Exception:  # noqa: BLE001 - the connection is being discarded anyway
+        return _connect()
+    except Exception as exc:  # noqa: BLE001 - recorded on each row
+        while todo:
+            row = db.session.get(OutboxMessage, todo[0])
+            if row is not None:
+                counts[_outcome(_record_failure(row, exc, permanent=False))] += 1
+            todo.pop(0)
+        return None
+
+
+def _sender() -> str:
+    sender = current_app.config["MAIL_DEFAULT_SENDER"]
+    return f"{sender[0]} <{sender[1]}>" if isinstance(sender, tuple) else sender
+
+
+def _outcome(status: str) -> str:
+    return "failed" if status == "failed" else "retry"
+
+
+def _release(todo: list[int], accepted: list[int]) -> None:
+    """After an error or a long batch: give back the claims not tried, record the sent."""
+    for ids, values in ((todo, {"status": "pending", "claimed_at": None}),
+                        (accepted, None)):
+        if not ids:
+            continue
         try:
-            conn.host.close()
-        except Exception:  # noqa: BLE001
-            pass
+            db.session.rollback()
+            _set(ids, **(values or _sent_values()))
+        except Exception as exc:  # noqa: BLE001 - the lease expires and frees them anyway
+            log.warning("outbox: could not update %d claimed message(s) (%s); "
+                        "they are retried when the claim lease expires",
+                        len(ids), type(exc).__name__)
+            try:
+                db.session.rollback()
+            except Exception:  # noqa: BLE001 - the connection may be gone
+                pass
 
 
 def send_all_due(max_batches: int = 1000) -> dict[str, int]:
@@ -273,32 +349,71 @@ def wake() -> None:
     _wakeup.set()
 
 
-def _run(app) -> None:
-    interval = app.config["MAIL_POLL_INTERVAL"]
+def _drain() -> None:
+    """Send batches while full ones keep coming; stop at the first sign of SMTP trouble."""
     while True:
-        _wakeup.wait(timeout=interval)
-        _wakeup.clear()
+        counts = send_due()
+        if counts["retry"] or sum(counts.values()) < BATCH_SIZE:
+            return
+
+
+def _run(app, stop: threading.Event) -> None:
+    interval = app.config["MAIL_POLL_INTERVAL"]
+    while not stop.is_set():
         try:
             with app.app_context():
-                while any(send_due().values()):
-                    pass
-        except Exception:  # noqa: BLE001 - the thread must outlive database outages
-            log.exception("outbox dispatcher pass failed; retrying in %ss", interval)
-            with app.app_context():
-                db.session.remove()
+                _drain()
+        except Exception as exc:  # noqa: BLE001 - the thread must outlive database outages
+            # The class only: a database error's text can hold SQL parameters.
+            log.warning("outbox dispatcher pass failed (%s); retrying in %ss",
+                        type(exc).__name__, interval)
+        _wakeup.wait(timeout=interval)
+        _wakeup.clear()
 
 
 def ensure_dispatcher(app) -> threading.Thread | None:
-    """Start this process's dispatcher thread once (idempotent per pid)."""
+    """Start this process's dispatcher thread for ``app`` once (idempotent per pid)."""
     if not app.config.get("OUTBOX_AUTOSTART"):
         return None
     pid = os.getpid()
+    state = app.extensions.get(_STATE_KEY)
+    if state and state["pid"] == pid and state["thread"].is_alive():
+        return state["thread"]
     with _dispatch_lock:
-        thread = _dispatchers.get(pid)
-        if thread is None or not thread.is_alive():
-            thread = threading.Thread(target=_run, args=(app,), daemon=True,
+        state = app.extensions.get(_STATE_KEY)
+        # After fork() only the forking thread survives: a parent's thread is gone.
+        if not (state and state["pid"] == pid and state["thread"].is_alive()):
+            stop = threading.Event()
+            thread = threading.Thread(target=_run, args=(app, stop), daemon=True,
                                       name="regapp-outbox")
+            app.extensions[_STATE_KEY] = state = {"pid": pid, "thread": thread, "stop": stop}
+            _apps.add(app)
             thread.start()
-            _dispatchers[pid] = thread
-            _wakeup.set()
-    return thread
+    return state["thread"]
+
+
+def stop_dispatcher(app, timeout: float = 10.0) -> None:
+    """Stop ``app``'s dispatcher thread in this process and wait for its pass to end."""
+    with _dispatch_lock:
+        state = app.extensions.pop(_STATE_KEY, None)
+    if state and state["pid"] == os.getpid():
+        state["stop"].set()
+        _wakeup.set()
+        state["thread"].join(timeout)
+
+
+def _before_fork() -> None:
+    # A thread mid-pass holds locks (connection pool, sockets) that a forked child
+    # would inherit locked: gunicorn --preload forks workers from such a process.
+    for app in list(_apps):
+        stop_dispatcher(app)
+
+
+def _after_fork_in_child() -> None:
+    # The parent's pooled connections are its own; the child opens fresh ones.
+    for app in list(_apps):
+        with app.app_context():
+            db.engine.dispose(close=False)
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)

@@ -131,10 +131,13 @@ def hash_password(password: str) -> str:
 def verify_password(password_hash: str, password: str) -> tuple[bool, str | None]:
     """Check ``password``; return ``(ok, new_hash)`` where ``new_hash`` is set when
     the stored parameters are below the configured ones and should be replaced."""
+    if not isinstance(password_hash, str) or not isinstance(password, str):
+        return False, None
     hasher = _hasher()
     try:
         hasher.verify(password_hash, _prepare(password))
-    except (VerificationError, InvalidHashError):
+    except (VerificationError, InvalidHashError, ValueError):
+        # ValueError: a non-ASCII hash string or an unencodable (surrogate) password.
         return False, None
     if hasher.check_needs_rehash(password_hash):
         return True, hasher.hash(_prepare(password))

@@ -19,6 +19,9 @@ CONFIRM_SALT = "regapp.confirm-email"
 CODE_KEY_PURPOSE = b"regapp.confirm-code"
 # ASCII digits only: \d would accept fullwidth and Arabic-Indic digits, $ a newline.
 CODE_RE = re.compile(r"[0-9]{6}\Z")
+# What itsdangerous emits (payload.timestamp.signature, unpadded URL-safe base64);
+# it would also accept padded or otherwise re-spelled variants of a token.
+TOKEN_RE = re.compile(r"\.?[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\Z")
 
 
 def _secret_keys() -> list[str]:
@@ -47,7 +50,7 @@ def load_confirm_token(token) -> tuple[int, str]:
     :raises TokenExpired: genuine but older than ``CONFIRM_TOKEN_MAX_AGE``.
     :raises TokenInvalid: anything else: blank, tampered, other purpose, wrong shape.
     """
-    if not isinstance(token, str) or not token or len(token) > 512:
+    if not isinstance(token, str) or len(token) > 512 or not TOKEN_RE.match(token):
         raise TokenInvalid()
     max_age = current_app.config["CONFIRM_TOKEN_MAX_AGE"]
     try:

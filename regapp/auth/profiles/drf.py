@@ -110,8 +110,26 @@ class RegisterSchema(ProfileSchema):
 class DrfProfile(DetailProfile):
     name = "drf"
     schema = RegisterSchema()
-    policy = DjangoPolicy(verbose_names={"username": "login"})
+    # The seed's model names its fields "login" and "email" ("user with this
+    # login already exists."); Django's similarity message uses the same names.
     verbose_names = {"username": "login", "email": "email"}
+    policy = DjangoPolicy(verbose_names=verbose_names)
+
+    def load(self, payload, schema=None):
+        """DRF runs the unique validators with the field checks, so a taken
+        username is reported together with, say, a blank password."""
+        try:
+            return super().load(payload, schema)
+        except FieldErrors as exc:
+            if schema is not None:
+                raise
+            failed = {err.field for err in exc.errors}
+            clean = {name: payload[name].strip() for name in ("username", "email")
+                     if name not in failed and isinstance(payload.get(name), str)}
+            errors = exc.errors + accounts.taken(clean)
+            order = list(self.schema.fields)
+            errors.sort(key=lambda e: order.index(e.field) if e.field in order else len(order))
+            raise FieldErrors(errors) from None
 
     def field_errors(self, exc: FieldErrors):
         body: dict[str, list[str]] = {}
@@ -131,6 +149,7 @@ class DrfProfile(DetailProfile):
 
 
 def user_body(user) -> dict:
+    """The seed's user representation, in the seed's key order."""
     return {
         "id": user.id,
         "username": user.username,
@@ -150,16 +169,24 @@ def register():
     return profile.register_view()
 
 
+# The token travels in the URL: keep it out of caches and Referer headers.
+NO_LEAK_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
 @bp.get("/confirm-email/", endpoint="confirm_email")
 def confirm_email():
     """Confirm an address with the emailed token (``token_id``)."""
     if request.method == "HEAD":  # a HEAD (link scanner) never changes state
-        return "", 200
-    token = request.args.get("token_id", "")
+        return profile.json({}, 200, NO_LEAK_HEADERS)
+    # A repeated parameter is a list, refused like a repeated body field (payload.py).
+    values = request.args.getlist("token_id")
+    if len(values) > 1:
+        return profile.json({"token_id": [FIELD_MESSAGES["invalid"]]}, 400, NO_LEAK_HEADERS)
+    token = values[0] if values else ""
     if not token.strip():
-        return profile.json({"token_id": [FIELD_MESSAGES["required"]]}, 400)
+        return profile.json({"token_id": [FIELD_MESSAGES["required"]]}, 400, NO_LEAK_HEADERS)
     try:
         user = accounts.confirm(token)
     except (TokenInvalid, TokenExpired, AlreadyConfirmed) as exc:
-        return profile.json({"token_id": [TOKEN_MESSAGES[exc.code]]}, 400)
-    return profile.json(user_body(user), 200)
+        return profile.json({"token_id": [TOKEN_MESSAGES[exc.code]]}, 400, NO_LEAK_HEADERS)
+    return profile.json(user_body(user), 200, NO_LEAK_HEADERS)
