@@ -19,7 +19,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 run: install
 	$(FLASK) db upgrade
 	@echo "mail is printed below by the development SMTP sink on 127.0.0.1:$(MAILSINK_PORT)"
-	@$(BIN)/python -m aiosmtpd -n -l 127.0.0.1:$(MAILSINK_PORT) -c aiosmtpd.handlers.Debugging & \
+	@$(BIN)/python devtools/mailsink.py $(MAILSINK_PORT) & \
 	sink=$$!; trap 'kill $$sink 2>/dev/null' EXIT INT TERM; \
 	MAIL_SERVER=127.0.0.1 MAIL_PORT=$(MAILSINK_PORT) $(BIN)/gunicorn --bind 127.0.0.1:5000 wsgi:app
 
@@ -28,7 +28,7 @@ serve: install
 	$(BIN)/gunicorn --bind 127.0.0.1:5000 wsgi:app
 
 mailsink: install
-	$(BIN)/python -m aiosmtpd -n -l 127.0.0.1:$(MAILSINK_PORT) -c aiosmtpd.handlers.Debugging
+	$(BIN)/python devtools/mailsink.py $(MAILSINK_PORT)
 
 test: install
 	$(BIN)/python -m pytest

@@ -6,6 +6,21 @@ travel in ``?token_id=`` / ``?email_token=`` and must never reach a log.
 
 import os
 
+from gunicorn import glogging
+
+
+class EscapingLogger(glogging.Logger):
+    """gunicorn's logger with control characters in ``%(U)s`` escaped: the path is
+    percent-decoded, so ``/x%0d%0aforged`` would start a forged line (CVE-2025-48432)."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        if atoms.get("U"):
+            atoms["U"] = atoms["U"].encode("unicode_escape").decode("ascii")
+        return atoms
+
+
+logger_class = EscapingLogger
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 worker_class = "gthread"
@@ -25,19 +40,19 @@ def post_worker_init(worker):
     """Start the worker's mail dispatcher now, not at its first request.
 
     With ``--preload`` the app was imported in the master, whose dispatcher
-    thread regapp stops before fork() (see ``regapp.core.outbox``).
+    thread regapp stops before fork() (see ``regapp.core.dispatcher``).
     """
-    from regapp.core import outbox
+    from regapp.core import dispatcher
 
     app = getattr(worker, "wsgi", None)
     if hasattr(app, "app_context"):
-        outbox.ensure_dispatcher(app)
+        dispatcher.ensure_dispatcher(app)
 
 
 def worker_exit(server, worker):
     """Let the dispatcher finish its batch, so no claim is left to wait for its lease."""
-    from regapp.core import outbox
+    from regapp.core import dispatcher
 
     app = getattr(worker, "wsgi", None)
     if hasattr(app, "app_context"):
-        outbox.stop_dispatcher(app, timeout=5)
+        dispatcher.stop_dispatcher(app, timeout=5)

@@ -17,6 +17,9 @@ def create_app(config=None) -> Flask:
     """Build the app; ``config`` is a config class, a name, or a mapping of overrides."""
     app = Flask(__name__, instance_relative_config=True)
     app.json.sort_keys = False  # bodies keep the documents' key order
+    # `/api/register` and `/api/register/` are one route: no 308 redirect (an HTML
+    # body that would also turn a POST into a second request).
+    app.url_map.strict_slashes = False
     load_config(app, config)
     register_extensions(app)
     register_blueprints(app)

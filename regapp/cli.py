@@ -31,6 +31,7 @@ MESSAGES = {
     "invalid": "{field} is not valid",
     "undeliverable": "{field} has a domain that does not accept mail",
     "max_length": "{field} is longer than {max_length} characters",
+    "invalid_chars": "{field} may contain only letters, digits and @/./+/-/_",
     "password_too_short": "password is too short (at least {min_length} characters)",
     "password_too_long": "password is too long (at most {max_length} characters)",
     "password_too_common": "password is too common",

@@ -236,3 +236,37 @@ def test_send_queued_and_retry(app, runner, client, smtp):
     assert cli(runner, "mail", "send-queued").exit_code == 0
     assert sorted(m["To"] for m in smtp.messages) == ["q0@example.com", "q1@example.com"]
     assert {row.status for row in mail_rows(app)} == {"sent"}
+
+
+@pytest.mark.parametrize("username", ["bad name", "a\u202eb", "x\r\ny", "<b>hi</b>"])
+def test_create_applies_the_username_rule_of_the_api(app, runner, username):
+    r = create(runner, "rule@example.com", "--username", username)
+    assert r.exit_code != 0
+    assert "username may contain only letters, digits and @/./+/-/_" in r.output
+    assert users(app) == {}
+
+
+def test_delete_drops_the_unsent_confirmation_mail(app, runner, deliver):
+    assert create(runner, "gone@example.com").exit_code == 0
+    assert [m.status for m in mail_rows(app)] == ["pending"]
+    assert cli(runner, "users", "delete", "gone@example.com", "--yes").exit_code == 0
+    assert mail_rows(app) == [] and deliver() == []
+
+
+def test_purge_keeps_an_account_confirmed_after_the_listing(app, runner, monkeypatch):
+    from regapp.core import accounts
+
+    assert create(runner, "late@example.com").exit_code == 0
+    listed = accounts.unconfirmed_before
+
+    def listing_then_confirmation(cutoff):
+        found = listed(cutoff)
+        db.session.execute(sa.update(User).values(is_email_confirmed=True))
+        db.session.commit()
+        return found
+
+    monkeypatch.setattr(accounts, "unconfirmed_before", listing_then_confirmation)
+    r = cli(runner, "users", "purge-unconfirmed", "--older-than", "0s")
+    assert r.exit_code == 0, r.output
+    assert "deleted 0 unconfirmed account(s)" in r.output
+    assert list(users(app)) == ["late@example.com"]

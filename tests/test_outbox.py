@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from flask_migrate import upgrade
 
 from regapp import create_app
+from regapp.core import dispatcher as dispatch
 from regapp.core import outbox
 from regapp.extensions import db
 from regapp.models import OutboxMessage
@@ -77,12 +78,12 @@ def dispatcher(app):
     started = []
 
     def start():
-        thread = outbox.ensure_dispatcher(app)
+        thread = dispatch.ensure_dispatcher(app)
         started.append(thread)
         return thread
 
     yield start
-    outbox.stop_dispatcher(app)
+    dispatch.stop_dispatcher(app)
     for thread in started:
         assert not thread.is_alive()
 
@@ -365,6 +366,26 @@ def test_a_claim_stuck_in_sending_is_resent_after_the_lease(app, smtp):
     assert message_ids(smtp.messages) == [rows(app)[0].message_id]
 
 
+@pytest.mark.config(MAIL_MAX_ATTEMPTS=3)
+def test_lost_claims_count_as_attempts_and_end_parked(app, smtp):
+    """A message whose sender dies every time is not retried forever (E4)."""
+    queue(app, 1)
+    lease = app.config["MAIL_CLAIM_LEASE"]
+    with app.app_context():
+        assert len(outbox.claim_due()) == 1  # claimed, then the sender "dies"
+    for attempts in (1, 2):
+        set_rows(app, claimed_at=utcnow() - timedelta(seconds=lease + 1))
+        with app.app_context():
+            assert len(outbox.claim_due()) == 1  # taken over: one more attempt
+        assert rows(app)[0].attempts == attempts
+    set_rows(app, claimed_at=utcnow() - timedelta(seconds=lease + 1))
+    with app.app_context():
+        assert outbox.claim_due() == []
+    [row] = rows(app)
+    assert (row.status, row.attempts) == ("failed", 3)
+    assert smtp.messages == []
+
+
 @pytest.mark.config(MAIL_CLAIM_LEASE=0)
 def test_a_batch_gives_back_what_it_cannot_send_within_half_its_lease(app, smtp):
     queue(app, 3)
@@ -462,7 +483,7 @@ def test_dispatcher_delivers_after_commit_without_anyone_sending(app, client, sm
 
 
 def test_dispatcher_is_off_unless_autostarted(app):
-    assert outbox.ensure_dispatcher(app) is None
+    assert dispatch.ensure_dispatcher(app) is None
 
 
 @pytest.mark.parametrize("db_kind", ["sqlite", "postgresql"])
@@ -480,7 +501,7 @@ def test_dispatcher_survives_a_database_outage(db_kind, tmp_path, smtp, caplog):
                       "MAIL_POLL_INTERVAL": 1, "MAIL_PORT": smtp.port})
     try:
         with caplog.at_level(logging.WARNING, logger="regapp.core.outbox"):
-            thread = outbox.ensure_dispatcher(app)
+            thread = dispatch.ensure_dispatcher(app)
             time.sleep(1.5)  # at least two failed passes
             assert thread.is_alive()
             assert "dispatcher pass failed (OperationalError)" in caplog.text
@@ -493,9 +514,9 @@ def test_dispatcher_survives_a_database_outage(db_kind, tmp_path, smtp, caplog):
             upgrade(directory=MIGRATIONS)
         queue(app, 1)
         smtp.wait_for(1, timeout=5)
-        assert outbox.ensure_dispatcher(app) is thread
+        assert dispatch.ensure_dispatcher(app) is thread
     finally:
-        outbox.stop_dispatcher(app)
+        dispatch.stop_dispatcher(app)
         with app.app_context():
             db.engine.dispose()
         if admin is not None:

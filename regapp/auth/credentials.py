@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from flask import request
 
-from ..core import accounts
 from ..core import jwt_tokens
+from ..core import login
 from ..core.errors import TokenExpired
 from ..core.errors import TokenInvalid
 from ..models import User
@@ -64,6 +64,6 @@ def _token_user(parts: list[str]) -> User:
     if len(parts) > 2:
         raise Unauthenticated("Invalid token header. Token string should not contain spaces.")
     try:
-        return accounts.user_for_api_token(parts[1])
+        return login.user_for_api_token(parts[1])
     except TokenInvalid:
         raise Unauthenticated("Invalid token.") from None

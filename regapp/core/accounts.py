@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import EmailConfirmation
+from ..models import OutboxMessage
 from ..models import User
 from ..models import utcnow
 from . import tokens
@@ -25,19 +24,17 @@ from .errors import AlreadyConfirmed
 from .errors import CodeMismatch
 from .errors import FieldError
 from .errors import FieldErrors
-from .errors import InvalidCredentials
 from .errors import TokenExpired
 from .errors import TokenInvalid
 from .errors import TooManyAttempts
 from .errors import UnknownAccount
-from .identity import USERNAME_MAX_LENGTH
+from .identity import check_username
 from .identity import email_key
 from .identity import normalize_email
 from .identity import username_key
-from .passwords import PASSWORD_MAX_LENGTH
+from .login import api_token_hash
 from .passwords import DjangoPolicy
 from .passwords import hash_password
-from .passwords import verify_password
 
 PROFILE_FIELDS = ("first_name", "insertion", "last_name", "postal_code", "phone", "avatar")
 
@@ -48,11 +45,6 @@ class Registration:
 
     user: User
     api_token: str | None = None
-
-
-def api_token_hash(token: str) -> str:
-    """api_tokens are 128 random bits, so a plain SHA-256 is enough to store them."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def register(data: dict, *, policy, account_type: str = "customer",
@@ -68,10 +60,7 @@ def register(data: dict, *, policy, account_type: str = "customer",
     """
     email = _checked_email(data["email"], resolver)
     username = data.get("username") or None
-    ukey = username_key(username) if username else None
-    if ukey is not None and len(ukey) > USERNAME_MAX_LENGTH:
-        raise FieldErrors([FieldError("username", "max_length",
-                                      {"max_length": USERNAME_MAX_LENGTH})])
+    ukey = check_username(username) if username else None
     ekey = email_key(email)
 
     # Fast path to report both duplicates at once; the constraints decide.
@@ -83,6 +72,9 @@ def register(data: dict, *, policy, account_type: str = "customer",
     errors = policy.validate(data["password"], attrs)
     if errors:
         raise FieldErrors(errors)
+    # End the read transaction before the slow hash: on SQLite every transaction
+    # holds the write lock (BEGIN IMMEDIATE). The unique constraints still decide.
+    db.session.rollback()
 
     user = User(
         username=username, username_key=ukey, email=email, email_key=ekey,
@@ -140,7 +132,9 @@ def _duplicate_fields(exc: IntegrityError, ekey: str, ukey: str | None):
     text = str(exc.orig)
     fields = [name for name in ("username", "email") if f"{name}_key" in text]
     if not fields:  # an unnamed constraint message: ask the database again
-        fields = _taken_fields(ekey, ukey) or ["email"]
+        fields = _taken_fields(ekey, ukey)
+    if not fields:  # not a duplicate at all: a real error, not the client's fault
+        raise exc
     return [FieldError(name, "unique") for name in fields]
 
 
@@ -332,67 +326,6 @@ def taken(data: dict) -> list[FieldError]:
     return [FieldError(name, "unique") for name in _taken_fields(ekey, ukey)]
 
 
-API_TOKEN_RE = re.compile(r"[0-9a-f]{32}\Z")
-_dummy_hashes: dict[tuple, str] = {}
-
-
-def user_for_api_token(token) -> User:
-    """The account an api_token (envelope profile) belongs to.
-
-    :raises TokenInvalid: malformed, unknown, or cleared at confirmation.
-    """
-    if not isinstance(token, str) or not API_TOKEN_RE.match(token):
-        raise TokenInvalid()
-    user = db.session.scalar(select(User).where(User.api_token_hash == api_token_hash(token)))
-    if user is None:
-        raise TokenInvalid()
-    return user
-
-
-def authenticate(identifier, password) -> User:
-    """The account whose username or email is ``identifier``, if ``password`` is its own.
-
-    Unknown accounts cost the same hash verification as a wrong password, so
-    timing does not tell which accounts exist. A hash made with weaker
-    parameters than the configured ones is replaced (rehash on login).
-
-    :raises InvalidCredentials: unknown account or wrong password.
-    """
-    if (not isinstance(identifier, str) or not isinstance(password, str)
-            or not identifier or len(identifier) > 320 or len(password) > PASSWORD_MAX_LENGTH):
-        raise InvalidCredentials()
-    keys = {username_key(identifier)}
-    try:
-        keys.add(email_key(normalize_email(identifier)))  # IDN domains are stored as punycode
-    except FieldErrors:
-        pass
-    # A username may look like someone else's email: try each match.
-    candidates = db.session.scalars(
-        select(User).where(User.email_key.in_(keys) | User.username_key.in_(keys))
-        .order_by(User.id)
-    ).all()
-    if not candidates:
-        verify_password(_dummy_hash(), password)
-        raise InvalidCredentials()
-    for user in candidates:
-        ok, new_hash = verify_password(user.password_hash, password)
-        if ok:
-            if new_hash:
-                user.password_hash = new_hash
-                db.session.commit()
-            return user
-    raise InvalidCredentials()
-
-
-def _dummy_hash() -> str:
-    """A hash with the configured parameters, to verify against for unknown accounts."""
-    cfg = current_app.config
-    params = (cfg["ARGON2_TIME_COST"], cfg["ARGON2_MEMORY_COST"], cfg["ARGON2_PARALLELISM"])
-    if params not in _dummy_hashes:
-        _dummy_hashes[params] = hash_password(secrets.token_urlsafe(16))
-    return _dummy_hashes[params]
-
-
 def find_user(identifier: str) -> User:
     """Look an account up by id, email or username (operator commands).
 
@@ -420,10 +353,17 @@ def mark_confirmed(user: User) -> User:
 
 
 def delete_user(user: User) -> None:
-    """Delete an account and its confirmation codes."""
-    db.session.execute(delete(EmailConfirmation).where(EmailConfirmation.user_id == user.id))
-    db.session.delete(user)
+    """Delete an account, its confirmation codes and its unsent confirmation mail."""
+    _delete(user)
     db.session.commit()
+
+
+def _delete(user: User) -> None:
+    db.session.execute(delete(EmailConfirmation).where(EmailConfirmation.user_id == user.id))
+    # Mail still queued for the address would carry a link to an account that is gone.
+    db.session.execute(delete(OutboxMessage).where(
+        OutboxMessage.to_addr == user.email, OutboxMessage.status.in_(("pending", "failed"))))
+    db.session.delete(user)
 
 
 def unconfirmed_before(cutoff: datetime) -> list[User]:
@@ -437,13 +377,20 @@ def unconfirmed_before(cutoff: datetime) -> list[User]:
 def purge_unconfirmed(cutoff: datetime, *, dry_run: bool = False) -> list[User]:
     """Delete unconfirmed accounts created before ``cutoff``; return them."""
     users = unconfirmed_before(cutoff)
-    if not dry_run:
-        for user in users:
-            db.session.execute(
-                delete(EmailConfirmation).where(EmailConfirmation.user_id == user.id))
-            db.session.delete(user)
+    if dry_run:
+        return users
+    purged = []
+    for user in users:
+        # Re-checked under a row lock (PostgreSQL) right before deleting: an account
+        # confirmed since the listing is kept.
+        current = db.session.scalar(
+            select(User).where(User.id == user.id, User.is_email_confirmed.is_(False))
+            .with_for_update().execution_options(populate_existing=True))
+        if current is not None:
+            _delete(current)
+            purged.append(current)
         db.session.commit()
-    return users
+    return purged
 
 
 def count_users() -> int:

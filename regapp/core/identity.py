@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from email_validator import EmailNotValidError
@@ -13,12 +14,34 @@ from .errors import FieldErrors
 
 USERNAME_MAX_LENGTH = 150
 EMAIL_MAX_LENGTH = 254
+# Django's UnicodeUsernameValidator: letters, digits and @/./+/-/_ only, so no
+# controls, format or bidi characters, whitespace or markup in any username.
+USERNAME_RE = re.compile(r"[\w.@+-]+\Z")
+DNS_TIMEOUT_SECONDS = 3
 
 
 def username_key(username: str) -> str:
     """The unique key of a username: NFKC, then casefold, then NFKC again."""
     folded = unicodedata.normalize("NFKC", username).casefold()
     return unicodedata.normalize("NFKC", folded)
+
+
+def check_username(username: str) -> str:
+    """Validate a username for every path that sets one; return its unique key.
+
+    The length is checked before normalising (NFKC can multiply it by 18) and
+    again after. :raises FieldErrors: ``max_length`` or ``invalid_chars``.
+    """
+    too_long = FieldErrors([FieldError("username", "max_length",
+                                       {"max_length": USERNAME_MAX_LENGTH})])
+    if len(username) > USERNAME_MAX_LENGTH:
+        raise too_long
+    if not USERNAME_RE.match(username):
+        raise FieldErrors([FieldError("username", "invalid_chars")])
+    key = username_key(username)
+    if len(key) > USERNAME_MAX_LENGTH:
+        raise too_long
+    return key
 
 
 def email_key(email: str) -> str:
@@ -43,6 +66,9 @@ def normalize_email(email: str, *, check_deliverability: bool = False, resolver=
     kwargs = {"check_deliverability": check_deliverability}
     if resolver is not None:
         kwargs["dns_resolver"] = resolver
+    elif check_deliverability:
+        # Bounded wait: a slow DNS server must not hold a worker for 15 s.
+        kwargs["timeout"] = DNS_TIMEOUT_SECONDS
     try:
         info = validate_email(email, allow_smtputf8=False, **kwargs)
     except EmailUndeliverableError:

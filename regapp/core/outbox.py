@@ -10,13 +10,11 @@ from __future__ import annotations
 import email.policy
 import functools
 import logging
-import os
 import smtplib
 import socket
 import ssl
 import threading
 import time
-import weakref
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -24,6 +22,7 @@ from email.utils import make_msgid
 
 from flask import current_app
 from sqlalchemy import and_
+from sqlalchemy import case
 from sqlalchemy import event
 from sqlalchemy import or_
 from sqlalchemy import select
@@ -37,12 +36,10 @@ from ..models import utcnow
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 20
-_STATE_KEY = "regapp.outbox"
 # CRLF line ends; 7bit so non-ASCII bodies are encoded for servers without 8BITMIME.
 MIME_POLICY = email.policy.SMTP.clone(cte_type="7bit")
-_wakeup = threading.Event()
-_dispatch_lock = threading.Lock()
-_apps: weakref.WeakSet = weakref.WeakSet()  # apps that ran a dispatcher in this process
+# Set after a commit that queued mail; the dispatcher thread waits on it.
+wakeup = threading.Event()
 
 
 def enqueue(*, to: str, subject: str, body_text: str, body_html: str | None) -> None:
@@ -66,7 +63,7 @@ def enqueue(*, to: str, subject: str, body_text: str, body_html: str | None) -> 
 @event.listens_for(Session, "after_commit")
 def _wake_after_commit(session):
     if session.info.pop("outbox_dirty", False):
-        _wakeup.set()
+        wakeup.set()
 
 
 @event.listens_for(Session, "after_rollback")
@@ -130,12 +127,21 @@ def _build(row: OutboxMessage) -> bytes:
         msg["To"] = row.to_addr
         msg["Date"] = formatdate(localtime=True)
         msg["Message-ID"] = row.message_id  # one Message-ID across every retry
-        msg.set_content(row.body_text)
+        msg.set_content(row.body_text, cte=_transfer_encoding(row.body_text))
         if row.body_html:
-            msg.add_alternative(row.body_html, subtype="html")
+            msg.add_alternative(row.body_html, subtype="html",
+                                cte=_transfer_encoding(row.body_html))
         return msg.as_bytes()
     except (ValueError, TypeError, UnicodeError) as exc:
         raise PermanentFailure(f"message can't be built: {type(exc).__name__}") from None
+
+
+def _transfer_encoding(text: str) -> str:
+    """Plain 7bit when the text allows it, so the link and code read as-is in the raw
+    message; quoted-printable for non-ASCII text or lines over SMTP's 998 limit."""
+    if text.isascii() and all(len(line) <= 998 for line in text.splitlines()):
+        return "7bit"
+    return "quoted-printable"
 
 
 def _is_permanent(exc: Exception) -> bool:
@@ -164,6 +170,7 @@ def claim_due(limit: int = BATCH_SIZE) -> list[int]:
     workers or two instances never both claim it.
     """
     now = utcnow()
+    _park_lost_claims(now)
     stmt = (
         select(OutboxMessage.id)
         .where(_due_condition(now))
@@ -178,7 +185,11 @@ def claim_due(limit: int = BATCH_SIZE) -> list[int]:
             result = db.session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.id == row_id, _due_condition(now))
-                .values(status="sending", claimed_at=now)
+                # Taking over a lost claim counts as an attempt: a message that kills
+                # its sender every time must not be retried forever.
+                .values(status="sending", claimed_at=now,
+                        attempts=OutboxMessage.attempts
+                        + case((OutboxMessage.status == "sending", 1), else_=0))
                 .execution_options(synchronize_session=False)
             )
             if result.rowcount == 1:
@@ -188,6 +199,19 @@ def claim_due(limit: int = BATCH_SIZE) -> list[int]:
         db.session.rollback()
         raise
     return claimed
+
+
+def _park_lost_claims(now) -> None:
+    """Park rows whose claims were lost so often that they used up their attempts."""
+    lease = timedelta(seconds=current_app.config["MAIL_CLAIM_LEASE"])
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.status == "sending", OutboxMessage.claimed_at < now - lease,
+               OutboxMessage.attempts + 1 >= current_app.config["MAIL_MAX_ATTEMPTS"])
+        .values(status="failed", attempts=OutboxMessage.attempts + 1,
+                last_error="sender lost its claim too often")
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _set(ids, **values) -> None:
@@ -250,12 +274,16 @@ def send_due(limit: int = BATCH_SIZE) -> dict[str, int]:
                 todo.pop(0)
                 continue
             try:
-                data = _build(row)
+                data, to_addr = _build(row), row.to_addr
+                # No transaction stays open across SMTP I/O: on SQLite every
+                # transaction holds the write lock (BEGIN IMMEDIATE), and a slow
+                # SMTP server must never stall registrations.
+                db.session.rollback()
                 if host is None:
                     host = _connect_or_defer(todo, counts)
                     if host is None:
                         break
-                host.sendmail(_sender(), [row.to_addr], data)
+                host.sendmail(_sender(), [to_addr], data)
             except Exception as exc:  # noqa: BLE001 - every failure is recorded
                 if host is not None:
                     _disconnect(host, polite=False)
@@ -279,7 +307,7 @@ def send_due(limit: int = BATCH_SIZE) -> dict[str, int]:
 def _connect_or_defer(todo: list[int], counts: dict) -> smtplib.SMTP | None:
     """Connect; if the server is unreachable, every message left missed this try."""
     try:
-        return _connect()
+        return _connect()  # the caller holds no transaction during the connect
     except Exception as exc:  # noqa: BLE001 - recorded on each row
         while todo:
             row = db.session.get(OutboxMessage, todo[0])
@@ -340,80 +368,10 @@ def retry(row_id: int | None = None) -> int:
     )
     db.session.commit()
     if result.rowcount:
-        _wakeup.set()
+        wakeup.set()
     return result.rowcount
 
 
 def wake() -> None:
     """Ask this process's dispatcher to look for due mail now."""
-    _wakeup.set()
-
-
-def _drain() -> None:
-    """Send batches while full ones keep coming; stop at the first sign of SMTP trouble."""
-    while True:
-        counts = send_due()
-        if counts["retry"] or sum(counts.values()) < BATCH_SIZE:
-            return
-
-
-def _run(app, stop: threading.Event) -> None:
-    interval = app.config["MAIL_POLL_INTERVAL"]
-    while not stop.is_set():
-        try:
-            with app.app_context():
-                _drain()
-        except Exception as exc:  # noqa: BLE001 - the thread must outlive database outages
-            # The class only: a database error's text can hold SQL parameters.
-            log.warning("outbox dispatcher pass failed (%s); retrying in %ss",
-                        type(exc).__name__, interval)
-        _wakeup.wait(timeout=interval)
-        _wakeup.clear()
-
-
-def ensure_dispatcher(app) -> threading.Thread | None:
-    """Start this process's dispatcher thread for ``app`` once (idempotent per pid)."""
-    if not app.config.get("OUTBOX_AUTOSTART"):
-        return None
-    pid = os.getpid()
-    state = app.extensions.get(_STATE_KEY)
-    if state and state["pid"] == pid and state["thread"].is_alive():
-        return state["thread"]
-    with _dispatch_lock:
-        state = app.extensions.get(_STATE_KEY)
-        # After fork() only the forking thread survives: a parent's thread is gone.
-        if not (state and state["pid"] == pid and state["thread"].is_alive()):
-            stop = threading.Event()
-            thread = threading.Thread(target=_run, args=(app, stop), daemon=True,
-                                      name="regapp-outbox")
-            app.extensions[_STATE_KEY] = state = {"pid": pid, "thread": thread, "stop": stop}
-            _apps.add(app)
-            thread.start()
-    return state["thread"]
-
-
-def stop_dispatcher(app, timeout: float = 10.0) -> None:
-    """Stop ``app``'s dispatcher thread in this process and wait for its pass to end."""
-    with _dispatch_lock:
-        state = app.extensions.pop(_STATE_KEY, None)
-    if state and state["pid"] == os.getpid():
-        state["stop"].set()
-        _wakeup.set()
-        state["thread"].join(timeout)
-
-
-def _before_fork() -> None:
-    # A thread mid-pass holds locks (connection pool, sockets) that a forked child
-    # would inherit locked: gunicorn --preload forks workers from such a process.
-    for app in list(_apps):
-        stop_dispatcher(app)
-
-
-def _after_fork_in_child() -> None:
-    # The parent's pooled connections are its own; the child opens fresh ones.
-    for app in list(_apps):
-        with app.app_context():
-            db.engine.dispose(close=False)
-
-
-os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+    wakeup.set()

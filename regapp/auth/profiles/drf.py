@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 
 from flask import Blueprint
 from flask import request
@@ -13,6 +12,7 @@ from ...core.errors import AlreadyConfirmed
 from ...core.errors import FieldErrors
 from ...core.errors import TokenExpired
 from ...core.errors import TokenInvalid
+from ...core.identity import USERNAME_RE
 from ...core.passwords import DjangoPolicy
 from ..payload import MalformedBody
 from .base import Email
@@ -63,12 +63,11 @@ TOKEN_MESSAGES = {
     "token_expired": "Invalid or expired token.",
     "already_confirmed": "Email is already confirmed.",
 }
-USERNAME_RE = re.compile(r"^[\w.@+-]+\Z")
 
 
 def username_chars(value):
     """Django's UnicodeUsernameValidator: letters, digits and @/./+/-/_ only."""
-    if not USERNAME_RE.match(value):
+    if not USERNAME_RE.match(value):  # the core checks again, for every path
         raise ValidationError("invalid_chars")
 
 

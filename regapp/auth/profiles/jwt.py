@@ -16,6 +16,7 @@ from marshmallow import ValidationError
 
 from ...core import accounts
 from ...core import jwt_tokens
+from ...core import login
 from ...core.errors import FieldErrors
 from ...core.errors import InvalidCredentials
 from ...core.errors import TokenExpired
@@ -151,7 +152,7 @@ def token_obtain_pair():
     """simplejwt's TokenObtainPairView: username (or email) and password."""
     data = profile.load(identifier_aliased(read_payload()), obtain_schema)
     try:
-        user = accounts.authenticate(data["username"], data["password"])
+        user = login.authenticate(data["username"], data["password"])
     except InvalidCredentials:
         return profile.json(NO_ACCOUNT, 401, CHALLENGE)
     refresh, access = jwt_tokens.issue_pair(user)

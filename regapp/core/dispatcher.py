@@ -1,0 +1,92 @@
+"""The mail dispatcher: one background thread per process delivers the outbox.
+
+gunicorn workers are forked, and a thread started before fork() does not exist
+in the child, so each worker starts its own (``ensure_dispatcher`` is
+idempotent per process); ``wsgi.py`` and ``gunicorn.conf.py`` start it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+
+from ..extensions import db
+from . import outbox
+
+log = logging.getLogger(__name__)
+
+_STATE_KEY = "regapp.outbox"
+_dispatch_lock = threading.Lock()
+_apps: weakref.WeakSet = weakref.WeakSet()  # apps that ran a dispatcher in this process
+
+
+def _drain() -> None:
+    """Send batches while full ones keep coming; stop at the first sign of SMTP trouble."""
+    while True:
+        counts = outbox.send_due()
+        if counts["retry"] or sum(counts.values()) < outbox.BATCH_SIZE:
+            return
+
+
+def _run(app, stop: threading.Event) -> None:
+    interval = app.config["MAIL_POLL_INTERVAL"]
+    while not stop.is_set():
+        try:
+            with app.app_context():
+                _drain()
+        except Exception as exc:  # noqa: BLE001 - the thread must outlive database outages
+            # The class only: a database error's text can hold SQL parameters.
+            log.warning("outbox dispatcher pass failed (%s); retrying in %ss",
+                        type(exc).__name__, interval)
+        outbox.wakeup.wait(timeout=interval)
+        outbox.wakeup.clear()
+
+
+def ensure_dispatcher(app) -> threading.Thread | None:
+    """Start this process's dispatcher thread for ``app`` once (idempotent per pid)."""
+    if not app.config.get("OUTBOX_AUTOSTART"):
+        return None
+    pid = os.getpid()
+    state = app.extensions.get(_STATE_KEY)
+    if state and state["pid"] == pid and state["thread"].is_alive():
+        return state["thread"]
+    with _dispatch_lock:
+        state = app.extensions.get(_STATE_KEY)
+        # After fork() only the forking thread survives: a parent's thread is gone.
+        if not (state and state["pid"] == pid and state["thread"].is_alive()):
+            stop = threading.Event()
+            thread = threading.Thread(target=_run, args=(app, stop), daemon=True,
+                                      name="regapp-outbox")
+            app.extensions[_STATE_KEY] = state = {"pid": pid, "thread": thread, "stop": stop}
+            _apps.add(app)
+            thread.start()
+    return state["thread"]
+
+
+def stop_dispatcher(app, timeout: float = 10.0) -> None:
+    """Stop ``app``'s dispatcher thread in this process and wait for its pass to end."""
+    with _dispatch_lock:
+        state = app.extensions.pop(_STATE_KEY, None)
+    if state and state["pid"] == os.getpid():
+        state["stop"].set()
+        outbox.wakeup.set()
+        state["thread"].join(timeout)
+
+
+def _before_fork() -> None:
+    # A thread mid-pass holds locks (connection pool, sockets) that a forked child
+    # would inherit locked: gunicorn --preload forks workers from such a process.
+    for app in list(_apps):
+        stop_dispatcher(app)
+
+
+def _after_fork_in_child() -> None:
+    # The parent's pooled connections are its own; the child opens fresh ones.
+    for app in list(_apps):
+        with app.app_context():
+            db.engine.dispose(close=False)
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
