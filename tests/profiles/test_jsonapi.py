@@ -1,13 +1,11 @@
 """The `jsonapi` profile against seed 003: JSON:API documents and Rails messages."""
 
 import pytest
-from sqlalchemy import func
-from sqlalchemy import select
 
 from regapp.core.passwords import verify_password
-from regapp.extensions import db
-from regapp.models import OutboxMessage
-from regapp.models import User
+from tests.dbstate import counts
+from tests.dbstate import user_row
+from tests.profile_matrix import post as post_as
 
 URL = "/api/users/registration"
 VERIFY = "/api/users/verification"
@@ -27,26 +25,7 @@ ENCODINGS = ["json", "form", "multipart"]
 
 def post(client, data, encoding="json", **kwargs):
     """POST ``data`` as JSON, urlencoded or multipart."""
-    if encoding == "json":
-        return client.post(URL, json=data, **kwargs)
-    if encoding == "form":
-        return client.post(URL, data=data, **kwargs)
-    return client.post(URL, data=data, content_type="multipart/form-data", **kwargs)
-
-
-def user_row(app, email_key):
-    with app.app_context():
-        user = db.session.scalar(select(User).where(User.email_key == email_key))
-        if user is not None:
-            db.session.expunge(user)
-        return user
-
-
-def counts(app):
-    """(users, queued emails) in the database."""
-    with app.app_context():
-        return (db.session.scalar(select(func.count(User.id))),
-                db.session.scalar(select(func.count(OutboxMessage.id))))
+    return post_as(client, URL, data, encoding, **kwargs)
 
 
 def error(field, detail):

@@ -163,12 +163,19 @@ class Token(Text):
     """``token``: the 6-digit code (a string or, as the document says, an integer)
     or the signed link token. Booleans are never numbers here."""
 
+    def __init__(self, **kwargs):
+        # Never trimmed: " 123456" and "123456\n" are not codes (SECURITY A5).
+        super().__init__(strip=False, **kwargs)
+
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, int) and not isinstance(value, bool):
             if not 0 <= value <= 999_999:
                 raise self.make_error("invalid")
             return f"{value:06d}"
-        return super()._deserialize(value, attr, data, **kwargs)
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if not value.strip():
+            raise ValidationError("blank")
+        return value
 
 
 class ValidationSchema(ProfileSchema):

@@ -1,0 +1,366 @@
+"""The five profiles as data, for tests that make one claim about all of them.
+
+A ``Case`` says where a profile registers, how to build a valid body, and how
+to recognise its answers (validation error, malformed body, HTTP error,
+duplicate email). The confirmation endpoints are described the same way.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from dataclasses import field
+
+PASSWORD = "Str0ng-passphrase"
+ENCODINGS = ("json", "form", "multipart")
+JSON = "application/json"
+JSONAPI_TYPE = "application/vnd.api+json; charset=utf-8"
+LARAVEL_INVALID = "The given data was invalid."
+_usernames = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One profile's registration route and wire format."""
+
+    name: str
+    register: str                 # POST path
+    prefix: str                   # unknown paths below it answer in this format
+    email: str                    # wire name of the address
+    username: str | None          # wire name of the username, if the profile has one
+    fields: tuple[str, ...]       # every string field it reads (wire names)
+    required: tuple[str, ...]
+    limits: dict[str, int]        # wire name -> maximum length
+    invalid_status: int           # status of a validation error
+    content_type: str             # exact Content-Type of every JSON answer
+    duplicate_email: dict         # the whole body for "this email is taken"
+    duplicate_username: dict | None
+    invalid_email: str            # the message for a malformed address
+    account_type: str
+    confirm: tuple[str, ...]      # its own confirmation endpoints (CONFIRM keys)
+    extra: dict = field(default_factory=dict)  # other fields of a valid body
+
+    def payload(self, email: str, *, password: str = PASSWORD, username: str | None = None,
+                **fields) -> dict:
+        """A body that registers ``email`` (fresh username), overridden by ``fields``."""
+        body = {**self.extra, self.email: email, "password": password}
+        if self.username:
+            body[self.username] = username or f"user{next(_usernames)}"
+        if self.name == "jsonapi":
+            body["password_confirmation"] = password
+        body.update(fields)
+        return body
+
+    def __str__(self) -> str:
+        return self.name
+
+
+CASES = {
+    "drf": Case(
+        name="drf", register="/api/register/", prefix="/api/register/",
+        email="email", username="username", fields=("username", "email", "password"),
+        required=("username", "email", "password"),
+        limits={"username": 150, "email": 254, "password": 1024},
+        invalid_status=400, content_type=JSON,
+        duplicate_email={"email": ["user with this email already exists."]},
+        duplicate_username={"username": ["user with this login already exists."]},
+        invalid_email="Enter a valid email address.", account_type="customer",
+        confirm=("drf",),
+    ),
+    "envelope": Case(
+        name="envelope", register="/api/v1/user/register", prefix="/api/v1/",
+        email="email_address", username="username",
+        fields=("username", "email_address", "password"),
+        required=("username", "email_address", "password"),
+        limits={"username": 150, "email_address": 254, "password": 1024},
+        invalid_status=400, content_type=JSON,
+        duplicate_email={"results": None,
+                         "message": "Email address already used to register an account.",
+                         "error": "Email address already used", "error_code": -2,
+                         "status": 400},
+        duplicate_username={"results": None,
+                            "message": "Username already exists for a different account.",
+                            "error": "Username already exists", "error_code": -1,
+                            "status": 400},
+        invalid_email="The email_address attribute is not a valid email address.",
+        account_type="customer", confirm=(),
+    ),
+    "laravel": Case(
+        name="laravel", register="/api/users/register", prefix="/api/users/register/",
+        email="email", username=None,
+        fields=("first_name", "insertion", "last_name", "email", "postal_code", "password"),
+        required=("first_name", "last_name", "email", "postal_code", "password"),
+        limits={name: 191 for name in ("first_name", "insertion", "last_name", "email",
+                                       "postal_code", "password")},
+        invalid_status=422, content_type=JSON,
+        duplicate_email={"message": LARAVEL_INVALID,
+                         "errors": {"email": ["The email has already been taken."]}},
+        duplicate_username=None,
+        invalid_email="The email must be a valid email address.", account_type="guest",
+        confirm=("laravel",),
+        extra={"first_name": "Harrie", "insertion": "van", "last_name": "Tiggelen",
+               "postal_code": "5673RE"},
+    ),
+    "jsonapi": Case(
+        name="jsonapi", register="/api/users/registration",
+        prefix="/api/users/registration/", email="email", username=None,
+        fields=("email", "password", "password_confirmation"),
+        required=("email", "password"),
+        limits={"email": 254, "password": 1024},
+        invalid_status=422, content_type=JSONAPI_TYPE,
+        duplicate_email={"errors": [{"title": "Invalid email",
+                                     "detail": "Email has already been taken", "source": {}}],
+                         "jsonapi": {"version": "1.0"}},
+        duplicate_username=None,
+        invalid_email="Email is invalid", account_type="customer", confirm=("jsonapi",),
+    ),
+    "jwt": Case(
+        name="jwt", register="/api/sign-up/", prefix="/api/sign-up/",
+        email="email", username="username",
+        fields=("username", "email", "password", "first_name", "last_name", "number_phone"),
+        required=("username", "email", "password"),
+        limits={"username": 150, "email": 254, "password": 1024, "first_name": 150,
+                "last_name": 150, "number_phone": 10},
+        invalid_status=400, content_type=JSON,
+        duplicate_email={"email": ["user with this email already exists."]},
+        duplicate_username={"username": ["A user with that username already exists."]},
+        invalid_email="Enter a valid email address.", account_type="customer", confirm=(),
+        extra={"first_name": "John", "last_name": "Doe", "number_phone": "5551234567"},
+    ),
+}
+PROFILES = list(CASES.values())
+USERNAME_PROFILES = [case for case in PROFILES if case.username]
+
+
+# -- sending ---------------------------------------------------------------------------
+
+def post(client, url: str, data, encoding: str = "json", **kwargs):
+    """POST ``data`` as JSON, urlencoded or multipart form data."""
+    if encoding == "json":
+        return client.post(url, json=data, **kwargs)
+    if encoding == "form":
+        return client.post(url, data=data, **kwargs)
+    return client.post(url, data=data, content_type="multipart/form-data", **kwargs)
+
+
+def raw(client, url: str, data: bytes, content_type: str | None = "application/json", **kw):
+    return client.post(url, data=data, content_type=content_type, **kw)
+
+
+# -- recognising answers ------------------------------------------------------------------
+
+def body_of(case: Case, response) -> dict:
+    """The JSON body, after checking it is this profile's JSON, never HTML."""
+    assert response.status_code < 500, response.data[:300]
+    assert response.headers["Content-Type"] == case.content_type, response.headers
+    assert not response.data.lstrip().startswith(b"<")
+    body = response.get_json(force=True)
+    assert isinstance(body, dict), body
+    return body
+
+
+def fields_named(case: Case, body: dict) -> set[str]:
+    """The wire names a validation error body complains about."""
+    if case.name in ("drf", "jwt"):
+        if body == {"error": "Missing required fields."}:
+            return set(case.required)
+        return {"password" if key == "error" else key for key in body}
+    if case.name == "laravel":
+        return set(body["errors"])
+    if case.name == "jsonapi":
+        return {err["title"].removeprefix("Invalid ") for err in body["errors"]}
+    named = {-1: {"username"}, -2: {"email_address"}, -3: {"password"}}.get(
+        body["error_code"], set())
+    return named | {name for name in case.fields
+                    if re.search(rf"(?<!\w){name}(?!\w)", body["message"])}
+
+
+def messages(case: Case, body: dict, name: str) -> list[str]:
+    """The texts a validation error body gives for the wire field ``name``."""
+    if case.name == "envelope":
+        return [body["message"]]
+    if case.name == "laravel":
+        return body["errors"].get(name, [])
+    if case.name == "jsonapi":
+        return [e["detail"] for e in body["errors"] if e["title"] == f"Invalid {name}"]
+    return body.get(name, [])
+
+
+def assert_invalid(case: Case, response, *fields: str) -> dict:
+    """A validation error in the profile's format, naming at least ``fields``."""
+    assert response.status_code == case.invalid_status, (response.status_code, response.data)
+    body = body_of(case, response)
+    if case.name == "envelope":
+        assert body["results"] is None and body["status"] == 400
+        assert -5 <= body["error_code"] <= -1, body
+    elif case.name == "laravel":
+        assert body["message"] == LARAVEL_INVALID and isinstance(body["errors"], dict)
+    elif case.name == "jsonapi":
+        assert body["jsonapi"] == {"version": "1.0"} and body["errors"]
+    else:
+        assert body and all(isinstance(v, (list, str)) for v in body.values()), body
+        assert "detail" not in body and "non_field_errors" not in body
+    missing = set(fields) - fields_named(case, body)
+    assert not missing, (missing, body)
+    return body
+
+
+def assert_malformed(case: Case, response) -> dict:
+    """The profile's answer to a body that is not a JSON object (400)."""
+    assert response.status_code == 400, (response.status_code, response.data)
+    body = body_of(case, response)
+    if case.name in ("drf", "jwt"):
+        assert (set(body) == {"detail"} and body["detail"].startswith("JSON parse error")
+                or set(body) == {"non_field_errors"}), body
+    elif case.name == "envelope":
+        assert body["error_code"] == -6 and body["results"] is None, body
+    elif case.name == "laravel":
+        assert body == {"message": "The request body is not a valid JSON object."}
+    else:
+        assert [e["status"] for e in body["errors"]] == ["400"], body
+    return body
+
+
+def assert_http_error(case: Case, response, status: int, allow: str = "POST") -> dict:
+    """An HTTP-level error (404, 405, 413, 415...) in the profile's format."""
+    assert response.status_code == status, (response.status_code, response.data)
+    body = body_of(case, response)
+    if case.name in ("drf", "jwt"):
+        assert set(body) == {"detail"} and body["detail"], body
+    elif case.name == "envelope":
+        assert body["error_code"] == -status and body["status"] == status, body
+        assert body["results"] is None and body["message"], body
+    elif case.name == "laravel":
+        assert set(body) == {"message"} and body["message"], body
+    else:
+        assert [e["status"] for e in body["errors"]] == [str(status)], body
+        assert body["jsonapi"] == {"version": "1.0"}
+    if status == 405:
+        assert allow in response.headers["Allow"].split(", "), response.headers
+    return body
+
+
+def assert_rejected(case: Case, response) -> int:
+    """Any 4xx in the profile's own format: validation, malformed body or HTTP error."""
+    status = response.status_code
+    assert 400 <= status < 500, (status, response.data)
+    if status == case.invalid_status and _is_field_body(case, response):
+        assert_invalid(case, response)
+    elif status == 400:
+        assert_malformed(case, response)
+    else:
+        assert_http_error(case, response, status)
+    return status
+
+
+def _is_field_body(case: Case, response) -> bool:
+    """Whether a 400/422 lists field errors (not a malformed-body or HTTP error)."""
+    body = response.get_json(force=True, silent=True) or {}
+    if case.invalid_status == 422:
+        return True
+    if case.name == "envelope":
+        return -5 <= body.get("error_code", 0) <= -1
+    return "detail" not in body and "non_field_errors" not in body
+
+
+def created(case: Case, response) -> dict:
+    """The user part of a 201 answer (``email`` and friends)."""
+    assert response.status_code == 201, (response.status_code, response.data)
+    body = body_of(case, response)
+    if case.name == "envelope":
+        assert body["error_code"] == 0
+        return body["results"]
+    if case.name == "jsonapi":
+        return {"id": body["data"]["id"], **body["data"]["attributes"]}
+    if case.name == "jwt":
+        return body["user"]
+    return body
+
+
+VOLATILE = {"id", "api_token", "access", "refresh"}
+
+
+def scrub(value, *known: str):
+    """``value`` with server-chosen ids and tokens, and the ``known`` strings, masked."""
+    if isinstance(value, dict):
+        return {k: "*" if k in VOLATILE else scrub(v, *known) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, *known) for v in value]
+    return "<known>" if isinstance(value, str) and value in known else value
+
+
+# -- confirmation endpoints ---------------------------------------------------------------
+
+CONFIRM = ("drf", "jsonapi", "laravel")
+VALIDATION = "/api/users/validation"
+
+
+def confirm(client, endpoint: str, email: str, credential):
+    """Present ``credential`` (token or code) at one confirmation endpoint."""
+    if endpoint == "drf":
+        return client.get("/api/confirm-email/", query_string={"token_id": credential})
+    if endpoint == "jsonapi":
+        return client.get("/api/users/verification", query_string={"email_token": credential})
+    return client.post(VALIDATION, json={"email": email, "token": credential})
+
+
+def assert_confirmed_answer(endpoint: str, response, email: str) -> None:
+    """The endpoint's own success answer."""
+    if endpoint == "drf":
+        assert response.status_code == 200, response.data
+        body = response.get_json()
+        assert body["email"] == email and body["is_email_confirmed"] is True
+    elif endpoint == "jsonapi":
+        assert response.status_code == 200, response.data
+        assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert response.data == b""
+    else:
+        assert (response.status_code, response.get_json()) == (201, {"message": "Validated"})
+
+
+def assert_refused_answer(endpoint: str, response) -> None:
+    """A refusal in the endpoint's own format; nothing confirmed."""
+    assert 400 <= response.status_code < 500, (response.status_code, response.data)
+    body = response.get_json(force=True)
+    if endpoint == "drf":
+        assert response.status_code == 400 and list(body) == ["token_id"], body
+    elif endpoint == "jsonapi":
+        assert response.status_code == 422, body
+        assert response.headers["Content-Type"] == JSONAPI_TYPE
+        assert body["jsonapi"] == {"version": "1.0"} and len(body["errors"]) == 1
+    elif response.status_code == 422:
+        assert body["message"] == LARAVEL_INVALID, body
+        assert set(body["errors"]) <= {"email", "token"} and body["errors"], body
+    else:
+        assert (response.status_code, body) == (401, {"message": "Token is incorrect"})
+
+
+# -- values ----------------------------------------------------------------------------------
+
+def long_email(length: int) -> str:
+    """A syntactically valid address of exactly ``length`` characters (7..254)."""
+    local = "a" * min(64, length - len("@b.com"))
+    labels, left = [], length - len(local) - len("@") - len(".com")
+    while left > 0:
+        size = min(63, left)
+        if left - size == 1:  # never leave a lone character for a "." + label
+            size -= 1
+        labels.append("b" * size)
+        left -= size + (1 if left - size else 0)
+    address = f"{local}@{'.'.join(labels)}.com"
+    assert len(address) == length, (len(address), length)
+    return address
+
+
+def value_of_length(case: Case, name: str, length: int) -> str | None:
+    """A valid value of ``name`` with exactly ``length`` characters (None: no such value)."""
+    if name == case.email:
+        return long_email(length)
+    if name == "postal_code":
+        return None
+    if name == "number_phone":
+        return "5" * length
+    if name == "password":
+        return "Str0ng-" + "x" * (length - 7)
+    return "u" * length
