@@ -1,6 +1,8 @@
 """Configuration classes; every value of the contract is read from the environment."""
 
+import ipaddress
 import os
+from urllib.parse import urlsplit
 
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
 
@@ -31,6 +33,31 @@ def as_str(value, default=None):
     return value or default
 
 
+def is_base_url(value):
+    """True for an http(s) URL with a host and nothing that breaks the emailed link:
+    no user info (``https://good@evil``), no query (a trailing ``?`` is fine)."""
+    if any(ch.isspace() or ord(ch) < 32 for ch in value):
+        return False
+    parts = urlsplit(value.rstrip("?"))
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return False
+    return (parts.scheme in ("http", "https") and bool(parts.hostname)
+            and "@" not in parts.netloc and not parts.query)
+
+
+def is_loopback(host):
+    """True when ``host`` is this machine (no DNS lookup)."""
+    host = (host or "").strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Env:
     """A setting read from ``os.environ`` when an app is configured, not at import,
     so every ``create_app`` (and every test) sees the environment as it is now."""
@@ -54,7 +81,9 @@ class Config:
     SECRET_KEY_FALLBACKS = Env("SECRET_KEY_FALLBACKS", "", as_list)
     # None means "an SQLite file in the instance folder", filled in by create_app.
     SQLALCHEMY_DATABASE_URI = Env("DATABASE_URL", None, as_str)
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    # hide_parameters: SQL logging or an error's text never shows bound values
+    # (outbox bodies hold confirmation links and codes).
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "hide_parameters": True}
 
     MAIL_SERVER = Env("MAIL_SERVER", "localhost")
     MAIL_PORT = Env("MAIL_PORT", 25, as_int)
@@ -82,6 +111,9 @@ class Config:
     CONFIRM_TOKEN_MAX_AGE = Env("CONFIRM_TOKEN_MAX_AGE", 86400, as_int)
     CONFIRM_CODE_MAX_ATTEMPTS = 5
     CONFIRM_CODE_LIFETIME_CAP = 20
+    # A refused code is answered after at least this long: the wrong-guess counter a
+    # pending account commits would otherwise show in the latency (SECURITY.md B9).
+    CONFIRM_CODE_MIN_SECONDS = 0.05
     RESEND_COOLDOWN = Env("RESEND_COOLDOWN", 60, as_int)
     # simplejwt's defaults: 5-minute access tokens, 1-day refresh tokens.
     JWT_ACCESS_LIFETIME = Env("JWT_ACCESS_LIFETIME", 300, as_int)
@@ -144,6 +176,7 @@ class TestingConfig(Config):
     MAIL_TIMEOUT = 5
     MAIL_RETRY_BASE = 0
     RESEND_COOLDOWN = 0
+    CONFIRM_CODE_MIN_SECONDS = 0  # fast tests; tests/security/test_c_enumeration.py sets it
     FRONTEND_URL = "http://127.0.0.1:5000"
     ARGON2_TIME_COST = 1
     ARGON2_MEMORY_COST = 64
@@ -161,8 +194,12 @@ class ProductionConfig(Config):
             problems.append("SECRET_KEY must be set to a random value of 32+ characters")
         if not os.environ.get("FRONTEND_URL"):
             problems.append("FRONTEND_URL must be set")
-        elif not app.config["FRONTEND_URL"].startswith(("http://", "https://")):
-            problems.append("FRONTEND_URL must be an http(s) URL")
+        elif not is_base_url(app.config["FRONTEND_URL"]):
+            problems.append("FRONTEND_URL must be an http(s) URL with a host, "
+                            "no user info and no query")
+        if not app.config["MAIL_TLS_VERIFY"] and not is_loopback(app.config["MAIL_SERVER"]):
+            # An unverified certificate lets anyone on the path read the mail (links, codes).
+            problems.append("MAIL_TLS_VERIFY may be off only for a mail server on this machine")
         if app.debug:
             problems.append("debug must be off")
         if (

@@ -4,6 +4,7 @@ The access log shows the path without the query string: confirmation tokens
 travel in ``?token_id=`` / ``?email_token=`` and must never reach a log.
 """
 
+import logging
 import os
 
 from gunicorn import glogging
@@ -28,7 +29,10 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = 30
 graceful_timeout = 20
 accesslog = "-"
-access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms %({x-request-id}o)s'
+# The access log above is the one line per request under gunicorn: the app's own
+# request lines (regapp.request) keep only warnings (5xx), with the same request id.
+logging.getLogger("regapp.request").setLevel(logging.WARNING)
 errorlog = "-"
 # gunicorn 25+ opens a control socket at one path per user ($HOME/.gunicorn/gunicorn.ctl),
 # which a second instance on the host would take over; opt in with a path of your own.

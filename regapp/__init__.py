@@ -21,6 +21,7 @@ def create_app(config=None) -> Flask:
     # body that would also turn a POST into a second request).
     app.url_map.strict_slashes = False
     load_config(app, config)
+    register_hardening(app)
     register_extensions(app)
     register_blueprints(app)
     register_limits(app)
@@ -51,6 +52,13 @@ def load_config(app: Flask, config) -> None:
         app.config["SQLALCHEMY_DATABASE_URI"] = (
             "sqlite:///" + os.path.join(app.instance_path, "regapp.sqlite"))
     config.init_app(app)
+
+
+def register_hardening(app: Flask) -> None:
+    """Security headers, request ids and request logging on every response."""
+    from . import http
+
+    http.init_app(app)
 
 
 def register_extensions(app: Flask) -> None:

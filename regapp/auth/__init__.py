@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from flask import Blueprint
+from flask import current_app
 from flask import request
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from .profiles import COMMON
 from .profiles import PATH_PREFIXES
 from .profiles import PROFILES
 from .profiles.base import handle_exception
+from .profiles.base import unavailable
 
 
 def create_blueprint(profile_names) -> Blueprint:
@@ -42,3 +45,12 @@ def register_routing_errors(app) -> None:
         if request.path == "/api" or request.path.startswith("/api/"):
             return handle_exception(profile_for_path(request.path, enabled), exc)
         return exc
+
+    @app.errorhandler(DBAPIError)
+    def database_error(exc):
+        # Raised outside a profile blueprint (the HTML confirm page): a 503 with
+        # Retry-After, never a 500 whose logged traceback carries SQL and parameters.
+        if request.path == "/api" or request.path.startswith("/api/"):
+            return handle_exception(profile_for_path(request.path, enabled), exc)
+        current_app.logger.warning("database unavailable: %s", type(exc.orig).__name__)
+        return unavailable()

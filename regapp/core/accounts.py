@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
@@ -143,7 +144,9 @@ def _send_confirmation(user: User) -> None:
     code = tokens.new_code()
     now = utcnow()
     db.session.add(EmailConfirmation(
-        user_id=user.id, code_hash=tokens.hash_code(user.id, code), attempts=0,
+        # Bound to the address too: a code dies when the address changes (SECURITY B6).
+        user_id=user.id, code_hash=tokens.hash_code(tokens.code_subject(user), code),
+        attempts=0,
         expires_at=now + timedelta(seconds=current_app.config["CONFIRM_TOKEN_MAX_AGE"]),
     ))
     user.confirmation_sent_at = now
@@ -198,13 +201,28 @@ def confirm(token) -> User:
 def confirm_code(email, code) -> User:
     """Confirm with the address and its emailed 6-digit code.
 
-    Unknown addresses and wrong codes give the same error after the same work.
+    Unknown addresses and wrong codes give the same error after the same work,
+    and no refusal comes sooner than ``CONFIRM_CODE_MIN_SECONDS``.
 
     :raises CodeMismatch: wrong code, malformed code or unknown address.
     :raises TooManyAttempts: this code (or the account's lifetime cap) is used up.
     :raises TokenExpired: the right code, too late.
     :raises AlreadyConfirmed: a code sent to this address, which is already confirmed.
     """
+    started = time.monotonic()
+    try:
+        return _confirm_code(email, code)
+    except (CodeMismatch, TooManyAttempts, TokenExpired, AlreadyConfirmed):
+        # A wrong guess at a pending account commits a counter; without a floor that
+        # write's latency would tell pending addresses from unknown ones (SECURITY B9).
+        db.session.rollback()  # wait with no transaction (nor SQLite's write lock) open
+        delay = started + current_app.config["CONFIRM_CODE_MIN_SECONDS"] - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        raise
+
+
+def _confirm_code(email, code) -> User:
     cfg = current_app.config
     user = None
     if isinstance(email, str) and 0 < len(email) <= 320:
@@ -216,10 +234,11 @@ def confirm_code(email, code) -> User:
         select(EmailConfirmation).where(EmailConfirmation.user_id == user.id)
         .order_by(EmailConfirmation.id.desc())
     ).all()
+    subject = tokens.code_subject(user)  # codes sent to another address never match
     if user.is_email_confirmed:
         # Any code this address was sent proves ownership, also when the link
         # (not the code) confirmed it: say "already confirmed", not "wrong code".
-        if any(tokens.code_matches(r.code_hash, user.id, code) for r in rows):
+        if any(tokens.code_matches(r.code_hash, subject, code) for r in rows):
             raise AlreadyConfirmed()
         raise CodeMismatch()
     current = rows[0] if rows else None
@@ -227,13 +246,13 @@ def confirm_code(email, code) -> User:
         raise CodeMismatch()
     if current.used_at is not None:
         # Used after we read the user: a concurrent request with this code won.
-        if tokens.code_matches(current.code_hash, user.id, code):
+        if tokens.code_matches(current.code_hash, subject, code):
             raise AlreadyConfirmed()
         raise CodeMismatch()
     max_attempts = cfg["CONFIRM_CODE_MAX_ATTEMPTS"]
     if current.attempts >= max_attempts or user.code_failures >= cfg["CONFIRM_CODE_LIFETIME_CAP"]:
         raise TooManyAttempts()
-    if not tokens.code_matches(current.code_hash, user.id, code):
+    if not tokens.code_matches(current.code_hash, subject, code):
         _record_wrong_code(current.id, user.id)
         raise CodeMismatch()
     if current.expires_at <= utcnow():

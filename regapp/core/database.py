@@ -1,13 +1,26 @@
-"""Database session settings: SQLite pragmas for concurrent writers."""
+"""Database engine settings: SQLite pragmas for concurrent writers, bounded waits."""
 
 from __future__ import annotations
 
 import sqlite3
 
 from sqlalchemy import event
+from sqlalchemy import make_url
 from sqlalchemy.engine import Engine
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+PG_CONNECT_TIMEOUT_S = 5
+
+# Transactions on SQLite are left to sqlite3's own control on purpose: it runs
+# SELECTs outside any transaction and issues BEGIN just before the first write.
+# A transaction therefore never holds a read snapshot when it starts writing, so
+# busy_timeout applies: concurrent writers queue instead of getting SQLITE_BUSY.
+# SQLAlchemy's "emit BEGIN ourselves" recipe (or Python 3.12 autocommit=False)
+# would open the snapshot at the first read, and read-then-write transactions
+# (register: look for duplicates, then INSERT) would fail at once with "database
+# is locked"; "BEGIN IMMEDIATE" avoids that but holds the write lock across every
+# read, password hashing and the mail dispatcher's SMTP I/O.
+# tests/security/test_d_concurrency.py pins this (D1, D2, D6).
 
 
 @event.listens_for(Engine, "connect")
@@ -24,11 +37,17 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
 
 
 def init_app(app) -> None:
-    """SQLite file databases get a longer connect timeout too."""
+    """Bounded waits: SQLite's lock timeout, PostgreSQL's connect timeout."""
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    connect_args = dict(options.get("connect_args") or {})
     if uri.startswith("sqlite"):
-        options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
-        connect_args = dict(options.get("connect_args") or {})
         connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
-        options["connect_args"] = connect_args
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    elif uri.startswith("postgresql") and "connect_timeout" not in make_url(uri).query:
+        # libpq waits for an unreachable host (no RST, just silence) for minutes;
+        # gunicorn would kill the worker first. This way the client gets a 503.
+        connect_args.setdefault("connect_timeout", PG_CONNECT_TIMEOUT_S)
+    else:
+        return
+    options["connect_args"] = connect_args
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options

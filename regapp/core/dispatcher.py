@@ -22,10 +22,10 @@ _dispatch_lock = threading.Lock()
 _apps: weakref.WeakSet = weakref.WeakSet()  # apps that ran a dispatcher in this process
 
 
-def _drain() -> None:
+def _drain(stop: threading.Event) -> None:
     """Send batches while full ones keep coming; stop at the first sign of SMTP trouble."""
-    while True:
-        counts = outbox.send_due()
+    while not stop.is_set():
+        counts = outbox.send_due(stop=stop)
         if counts["retry"] or sum(counts.values()) < outbox.BATCH_SIZE:
             return
 
@@ -35,7 +35,7 @@ def _run(app, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             with app.app_context():
-                _drain()
+                _drain(stop)
         except Exception as exc:  # noqa: BLE001 - the thread must outlive database outages
             # The class only: a database error's text can hold SQL parameters.
             log.warning("outbox dispatcher pass failed (%s); retrying in %ss",

@@ -254,12 +254,13 @@ def _record_failure(row: OutboxMessage, exc: Exception, permanent: bool) -> str:
     return status
 
 
-def send_due(limit: int = BATCH_SIZE) -> dict[str, int]:
+def send_due(limit: int = BATCH_SIZE, stop: threading.Event | None = None) -> dict[str, int]:
     """Claim and deliver what is due now; return counts by outcome.
 
     A failed message closes the connection (the next one reconnects), so one
     poisoned message never blocks the rest of the batch. If this raises, the
-    claims it still holds are released, never left in ``sending``.
+    claims it still holds are released, never left in ``sending``. Once ``stop``
+    is set the batch ends after the message in hand and gives the rest back.
     """
     counts = {"sent": 0, "retry": 0, "failed": 0}
     todo = claim_due(limit)
@@ -268,7 +269,9 @@ def send_due(limit: int = BATCH_SIZE) -> dict[str, int]:
     # Give back what is left before the lease runs out, or another sender re-sends it.
     deadline = time.monotonic() + current_app.config["MAIL_CLAIM_LEASE"] / 2
     try:
-        while todo and time.monotonic() < deadline:
+        # A worker shutting down (SIGTERM, --max-requests) waits only seconds for this
+        # thread; claims it still held would wait out MAIL_CLAIM_LEASE.
+        while todo and time.monotonic() < deadline and not (stop and stop.is_set()):
             row = db.session.get(OutboxMessage, todo[0], populate_existing=True)
             if row is None:  # deleted by an operator meanwhile
                 todo.pop(0)

@@ -78,14 +78,20 @@ def is_code(value) -> bool:
     return isinstance(value, str) and CODE_RE.match(value) is not None
 
 
-def hash_code(user_id: int, code: str, secret_key: str | None = None) -> str:
-    """Keyed hash of a code; the wrong-guess cap, not the hash cost, protects it."""
+def code_subject(user) -> str:
+    """What a code is bound to: the account and the address it was sent to."""
+    return f"{user.id}:{email_fingerprint(user.email_key)}"
+
+
+def hash_code(user_id: int | str, code: str, secret_key: str | None = None) -> str:
+    """Keyed hash of a code for ``user_id`` (or a ``code_subject``); the wrong-guess
+    cap, not the hash cost, protects it."""
     secret = secret_key or current_app.config["SECRET_KEY"]
     key = hmac.new(secret.encode(), CODE_KEY_PURPOSE, hashlib.sha256).digest()
     return hmac.new(key, f"{user_id}:{code}".encode(), hashlib.sha256).hexdigest()
 
 
-def code_matches(stored_hash: str, user_id: int, code: str) -> bool:
+def code_matches(stored_hash: str, user_id: int | str, code: str) -> bool:
     """Constant-time comparison of a candidate code with a stored hash.
 
     Every key (current and fallbacks) is tried, so rotation keeps codes alive.

@@ -70,7 +70,8 @@ def test_register_writes_user_confirmation_and_outbox(app, last_confirmation):
         expected_expiry = utcnow() + timedelta(seconds=app.config["CONFIRM_TOKEN_MAX_AGE"])
         assert abs((row.expires_at - expected_expiry).total_seconds()) < 60
         # The code is stored only as a keyed hash; the password nowhere in clear.
-        assert row.code_hash == tokens.hash_code(user_id, code) and code not in row.code_hash
+        subject = tokens.code_subject(db.session.get(User, user_id))  # id and address
+        assert row.code_hash == tokens.hash_code(subject, code) and code not in row.code_hash
         with db.engine.connect() as conn:
             for table in ("users", "email_confirmations"):
                 for values in conn.execute(sa.text(f"SELECT * FROM {table}")):

@@ -19,6 +19,7 @@ from ...core import accounts
 from ...core.errors import FieldError
 from ...core.errors import FieldErrors
 from ...core.identity import normalize_email
+from ...http import request_id
 from ..payload import MalformedBody
 from ..payload import read_payload
 
@@ -189,7 +190,8 @@ def handle_exception(profile: Profile, exc: Exception):
         return profile.http_error(exc)
     if isinstance(exc, HTTPException):
         return profile.http_error(exc)
-    current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
+    current_app.logger.exception("unhandled error on %s %s request_id=%s", request.method,
+                                 request.path, request_id())
     _rollback()
     return profile.http_error(InternalServerError())
 
