@@ -73,8 +73,8 @@ def register(data: dict, *, policy, account_type: str = "customer",
     errors = policy.validate(data["password"], attrs)
     if errors:
         raise FieldErrors(errors)
-    # End the read transaction before the slow hash: on SQLite every transaction
-    # holds the write lock (BEGIN IMMEDIATE). The unique constraints still decide.
+    # End the read transaction before the slow hash, so no transaction (or pooled
+    # connection's lock) is held while hashing. The unique constraints still decide.
     db.session.rollback()
 
     user = User(

@@ -278,9 +278,8 @@ def send_due(limit: int = BATCH_SIZE, stop: threading.Event | None = None) -> di
                 continue
             try:
                 data, to_addr = _build(row), row.to_addr
-                # No transaction stays open across SMTP I/O: on SQLite every
-                # transaction holds the write lock (BEGIN IMMEDIATE), and a slow
-                # SMTP server must never stall registrations.
+                # No transaction stays open across SMTP I/O: a slow SMTP server
+                # must never hold database locks that registrations wait for.
                 db.session.rollback()
                 if host is None:
                     host = _connect_or_defer(todo, counts)
