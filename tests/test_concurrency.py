@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import timedelta
 
@@ -19,6 +18,7 @@ from regapp.models import EmailConfirmation
 from regapp.models import OutboxMessage
 from regapp.models import User
 from regapp.models import utcnow
+from tests.serverkit import in_parallel as run_in_parallel
 
 PASSWORD = "Str0ng-passphrase"
 LOGIN_TAKEN = {"username": ["user with this login already exists."]}
@@ -28,23 +28,7 @@ ALREADY_CONFIRMED = {"token_id": ["Email is already confirmed."]}
 
 def in_parallel(count, work):
     """Run ``work(i)`` in ``count`` threads released together; return results in order."""
-    barrier = threading.Barrier(count)
-    results = [None] * count
-
-    def run(i):
-        try:
-            barrier.wait(timeout=30)
-            results[i] = work(i)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a request hung"
-    return results
+    return run_in_parallel(count, work, timeout=120)
 
 
 def http(app, method, url, **kwargs):

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from tests.smtp import SMTPServer
 from tests.smtp import confirmation
+from tests.serverkit import postgres_database
 from tests.smtp import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,17 +50,8 @@ def database_url(backend, tmp_path):
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'e2e.sqlite'}"
         return
-    name = f"regapp_e2e_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.engine.make_url(TEST_DATABASE_URL).set(database=name).render_as_string(
-            hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgres_database("regapp_e2e") as url:
+        yield url
 
 
 @pytest.fixture
