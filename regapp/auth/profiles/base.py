@@ -14,13 +14,13 @@ from marshmallow import fields
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import InternalServerError
+from werkzeug.exceptions import ServiceUnavailable
 
 from ...core import accounts
 from ...core.errors import FieldError
 from ...core.errors import FieldErrors
 from ...core.identity import normalize_email
 from ...http import request_id
-from ..payload import MalformedBody
 from ..payload import read_payload
 
 log = logging.getLogger(__name__)
@@ -156,8 +156,6 @@ class Profile:
 
 def unavailable() -> HTTPException:
     """503 for a database that is down or locked; the client should retry."""
-    from werkzeug.exceptions import ServiceUnavailable
-
     exc = ServiceUnavailable()
     exc.retry_after = RETRY_AFTER_SECONDS
     return exc
@@ -186,9 +184,7 @@ def handle_exception(profile: Profile, exc: Exception):
         current_app.logger.warning("database unavailable: %s", type(exc.orig).__name__)
         _rollback()
         return profile.http_error(unavailable())
-    if isinstance(exc, MalformedBody):
-        return profile.http_error(exc)
-    if isinstance(exc, HTTPException):
+    if isinstance(exc, HTTPException):  # MalformedBody included: each profile words it
         return profile.http_error(exc)
     current_app.logger.exception("unhandled error on %s %s request_id=%s", request.method,
                                  request.path, request_id())
