@@ -129,6 +129,17 @@ CASES = {
         extra={"first_name": "John", "last_name": "Doe", "number_phone": "5551234567"},
     ),
 }
+# Each profile's body for an unexpected server error (a generic 500, nothing leaked).
+SERVER_ERROR = {
+    "drf": {"detail": "A server error occurred."},
+    "envelope": {"results": None, "message": "The server could not process the request.",
+                 "error": "Internal Server Error", "error_code": -500, "status": 500},
+    "laravel": {"message": "Server Error"},
+    "jsonapi": {"errors": [{"status": "500", "title": "Internal server error",
+                            "detail": "Internal server error", "source": {}}],
+                "jsonapi": {"version": "1.0"}},
+    "jwt": {"detail": "A server error occurred."},
+}
 PROFILES = list(CASES.values())
 USERNAME_PROFILES = [case for case in PROFILES if case.username]
 

@@ -21,6 +21,7 @@ from regapp.extensions import db
 from regapp.models import OutboxMessage
 from regapp.models import User
 from regapp.models import utcnow
+from tests.dbstate import fail_outbox_inserts
 from tests.smtp import Recorder
 from tests.smtp import SMTPServer
 from tests.smtp import confirmation
@@ -148,34 +149,13 @@ def test_email_row_is_committed_with_the_user(app, client):
     assert row.message_id.startswith("<") and row.message_id.endswith("@localhost>")
 
 
-def _fail_outbox_inserts(app, backend, on: bool) -> None:
-    with app.app_context(), db.engine.begin() as conn:
-        if backend == "postgresql":
-            if on:
-                conn.execute(sa.text(
-                    "CREATE FUNCTION outbox_down() RETURNS trigger LANGUAGE plpgsql AS "
-                    "$$ BEGIN RAISE EXCEPTION 'outbox down'; END $$"))
-                conn.execute(sa.text(
-                    "CREATE TRIGGER outbox_down BEFORE INSERT ON outbox_messages "
-                    "FOR EACH ROW EXECUTE FUNCTION outbox_down()"))
-            else:
-                conn.execute(sa.text("DROP TRIGGER IF EXISTS outbox_down ON outbox_messages"))
-                conn.execute(sa.text("DROP FUNCTION IF EXISTS outbox_down()"))
-        elif on:
-            conn.execute(sa.text(
-                "CREATE TRIGGER outbox_down BEFORE INSERT ON outbox_messages "
-                "BEGIN INSERT INTO no_such_table VALUES (1); END"))
-        else:
-            conn.execute(sa.text("DROP TRIGGER IF EXISTS outbox_down"))
-
-
 def test_failed_registration_transaction_leaves_neither_row(app, client, backend, smtp):
-    _fail_outbox_inserts(app, backend, True)
+    fail_outbox_inserts(app, backend, True)
     try:
         r = client.post("/api/register/", json={"username": "u", "email": "u@example.com",
                                                 "password": PASSWORD})
     finally:
-        _fail_outbox_inserts(app, backend, False)
+        fail_outbox_inserts(app, backend, False)
     assert r.status_code == 503 and r.is_json
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count(User.id))) == 0

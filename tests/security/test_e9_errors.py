@@ -20,6 +20,7 @@ import pytest
 from regapp.auth.profiles import common
 from regapp.core import accounts
 from regapp.core import jwt_tokens
+from tests.profile_matrix import SERVER_ERROR
 
 PASSWORD = "Str0ng-passphrase"
 CANARY = "canary-7f3e1c"
@@ -36,16 +37,6 @@ REGISTER = {
     "jsonapi": ("/api/users/registration",
                 {"email": "ann@x.io", "password": PASSWORD, "password_confirmation": PASSWORD}),
     "jwt": ("/api/sign-up/", {"username": "ann", "email": "ann@x.io", "password": PASSWORD}),
-}
-SERVER_ERROR = {
-    "drf": {"detail": "A server error occurred."},
-    "envelope": {"results": None, "message": "The server could not process the request.",
-                 "error": "Internal Server Error", "error_code": -500, "status": 500},
-    "laravel": {"message": "Server Error"},
-    "jsonapi": {"errors": [{"status": "500", "title": "Internal server error",
-                            "detail": "Internal server error", "source": {}}],
-                "jsonapi": {"version": "1.0"}},
-    "jwt": {"detail": "A server error occurred."},
 }
 
 

@@ -20,6 +20,8 @@ from regapp import create_app
 from regapp.core import mail
 from regapp.core import tokens
 from regapp.extensions import db
+from tests.dbstate import fail_outbox_inserts
+from tests.profile_matrix import SERVER_ERROR
 from tests.serverkit import TEST_DATABASE_URL
 from tests.serverkit import Server
 from tests.serverkit import postgres_database
@@ -68,16 +70,6 @@ UNAVAILABLE = {
                 "jsonapi": {"version": "1.0"}},
     "jwt": {"detail": "Service temporarily unavailable, try again later."},
 }
-SERVER_ERROR = {
-    "drf": {"detail": "A server error occurred."},
-    "envelope": {"results": None, "message": "The server could not process the request.",
-                 "error": "Internal Server Error", "error_code": -500, "status": 500},
-    "laravel": {"message": "Server Error"},
-    "jsonapi": {"errors": [{"status": "500", "title": "Internal server error",
-                            "detail": "Internal server error", "source": {}}],
-                "jsonapi": {"version": "1.0"}},
-    "jwt": {"detail": "A server error occurred."},
-}
 
 
 def assert_unavailable(profile, status, headers, text, body):
@@ -96,36 +88,15 @@ def counts(app) -> dict:
 
 # -- E5: the transaction fails after the user INSERT --------------------------------------
 
-def _outbox_inserts_fail(app, backend, on: bool) -> None:
-    """A trigger makes the outbox INSERT (after the user's) fail inside the database."""
-    with app.app_context(), db.engine.begin() as conn:
-        if backend == "postgresql":
-            if on:
-                conn.execute(sa.text(
-                    "CREATE FUNCTION e5_outbox_down() RETURNS trigger LANGUAGE plpgsql AS "
-                    "$$ BEGIN RAISE EXCEPTION 'outbox down'; END $$"))
-                conn.execute(sa.text(
-                    "CREATE TRIGGER e5_outbox_down BEFORE INSERT ON outbox_messages "
-                    "FOR EACH ROW EXECUTE FUNCTION e5_outbox_down()"))
-            else:
-                conn.execute(sa.text("DROP TRIGGER IF EXISTS e5_outbox_down ON outbox_messages"))
-                conn.execute(sa.text("DROP FUNCTION IF EXISTS e5_outbox_down()"))
-        elif on:
-            conn.execute(sa.text(
-                "CREATE TRIGGER e5_outbox_down BEFORE INSERT ON outbox_messages "
-                "BEGIN SELECT RAISE(ABORT, 'outbox down'); END"))
-        else:
-            conn.execute(sa.text("DROP TRIGGER IF EXISTS e5_outbox_down"))
-
 
 @pytest.mark.parametrize("profile", [p for p in PROFILES if p != "drf"])  # drf: see top
 def test_e5_database_error_before_commit_leaves_nothing(app, client, backend, profile):
     path, data = payload(profile)
-    _outbox_inserts_fail(app, backend, True)
+    fail_outbox_inserts(app, backend, True)
     try:
         r = client.post(path, json=data)
     finally:
-        _outbox_inserts_fail(app, backend, False)
+        fail_outbox_inserts(app, backend, False)
     assert_unavailable(profile, r.status_code, r.headers, r.get_data(as_text=True), r.get_json())
     assert counts(app) == dict.fromkeys(TABLES, 0)
     # Nothing half-made: the same registration goes through on retry.
