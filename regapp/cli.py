@@ -8,8 +8,10 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from .core import accounts
+from .core import confirmation
+from .core import operators
 from .core import outbox
+from .core import registration
 from .core.errors import AlreadyConfirmed
 from .core.errors import FieldErrors
 from .core.errors import UnknownAccount
@@ -64,7 +66,7 @@ def _printable(value) -> str:
 
 def _lookup(identifier: str) -> User:
     try:
-        return accounts.find_user(identifier)
+        return operators.find_user(identifier)
     except UnknownAccount:
         _fail(f"no account matches {identifier!r}")
 
@@ -100,7 +102,7 @@ def create_user(email, username, account_type, first_name, last_name, confirmed,
     data = {"email": email, "username": username, "password": password,
             "first_name": first_name, "last_name": last_name}
     try:
-        user = accounts.create_account(data, account_type=account_type, confirmed=confirmed)
+        user = registration.create_account(data, account_type=account_type, confirmed=confirmed)
     except FieldErrors as exc:
         _fail(f"account not created: {_explain(exc)}")
     state = "confirmed" if confirmed else "confirmation email queued"
@@ -136,7 +138,7 @@ def confirm_user(identifier):
     """Mark an address confirmed by hand."""
     user = _lookup(identifier)
     try:
-        accounts.mark_confirmed(user)
+        operators.mark_confirmed(user)
     except AlreadyConfirmed:
         _fail(f"account {user.id} is already confirmed")
     click.echo(f"confirmed account {user.id} ({user.email})")
@@ -151,7 +153,7 @@ def delete_user(identifier, yes):
     if not yes:
         click.confirm(f"Delete account {user.id} ({user.email})?", abort=True)
     described = f"{user.id} ({user.email})"
-    accounts.delete_user(user)
+    operators.delete_user(user)
     click.echo(f"deleted account {described}")
 
 
@@ -162,7 +164,7 @@ def delete_user(identifier, yes):
 def purge_unconfirmed(older_than, dry_run):
     """Delete unconfirmed accounts older than the given age (frees their addresses)."""
     cutoff = utcnow() - parse_duration(older_than)
-    purged = accounts.purge_unconfirmed(cutoff, dry_run=dry_run)
+    purged = operators.purge_unconfirmed(cutoff, dry_run=dry_run)
     for user in purged:
         click.echo(_describe(user))
     verb = "would delete" if dry_run else "deleted"
@@ -176,7 +178,7 @@ def resend(identifier):
     user = _lookup(identifier)
     if user.is_email_confirmed:
         _fail(f"account {user.id} is already confirmed")
-    if not accounts.resend_confirmation(user.email):
+    if not confirmation.resend_confirmation(user.email):
         _fail("a confirmation was sent moments ago; try again after the cooldown")
     click.echo(f"queued a new confirmation for {user.email}")
 

@@ -6,7 +6,7 @@ from flask import Blueprint
 from flask import render_template
 from flask import request
 
-from .core import accounts
+from .core import confirmation
 from .core.errors import AlreadyConfirmed
 from .core.errors import FieldErrors
 from .core.errors import TokenExpired
@@ -40,7 +40,7 @@ def confirm_page():
     token = _one(request.args.getlist("token_id"))
     state = "ready"
     try:
-        user = accounts.user_for_token(token)
+        user = confirmation.user_for_token(token)
         if user.is_email_confirmed:
             state = "already"
     except TokenExpired:
@@ -56,7 +56,7 @@ def confirm_submit():
     """Confirm the address and say what happened."""
     token = _one(request.form.getlist("token_id"))
     try:
-        accounts.confirm(token)
+        confirmation.confirm(token)
         state, status = "confirmed", 200
     except AlreadyConfirmed:
         state, status = "already", 200
@@ -75,5 +75,5 @@ def resend():
         email = normalize_email(email)
     except FieldErrors:
         return render_template("pages/confirm_email.html", state="bad_email", token=""), 400
-    accounts.resend_confirmation(email)
+    confirmation.resend_confirmation(email)
     return render_template("pages/confirm_email.html", state="resent", token=""), 202

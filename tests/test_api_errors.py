@@ -8,7 +8,7 @@ from sqlalchemy import func
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
-from regapp.core import accounts
+from regapp.core import registration
 from regapp.extensions import db
 from regapp.models import User
 
@@ -259,7 +259,7 @@ def test_unexpected_error_is_a_plain_json_500(client, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("connection to db-secret-host failed for user s3cr3t")
 
-    monkeypatch.setattr(accounts, "register", broken)
+    monkeypatch.setattr(registration, "register", broken)
     r = client.post(URL, json=VALID)
     assert_json(r, 500, {"detail": "A server error occurred."})
     assert b"s3cr3t" not in r.data and b"Traceback" not in r.data

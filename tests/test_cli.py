@@ -254,10 +254,10 @@ def test_delete_drops_the_unsent_confirmation_mail(app, runner, deliver):
 
 
 def test_purge_keeps_an_account_confirmed_after_the_listing(app, runner, monkeypatch):
-    from regapp.core import accounts
+    from regapp.core import operators
 
     assert create(runner, "late@example.com").exit_code == 0
-    listed = accounts.unconfirmed_before
+    listed = operators.unconfirmed_before
 
     def listing_then_confirmation(cutoff):
         found = listed(cutoff)
@@ -265,7 +265,7 @@ def test_purge_keeps_an_account_confirmed_after_the_listing(app, runner, monkeyp
         db.session.commit()
         return found
 
-    monkeypatch.setattr(accounts, "unconfirmed_before", listing_then_confirmation)
+    monkeypatch.setattr(operators, "unconfirmed_before", listing_then_confirmation)
     r = cli(runner, "users", "purge-unconfirmed", "--older-than", "0s")
     assert r.exit_code == 0, r.output
     assert "deleted 0 unconfirmed account(s)" in r.output

@@ -10,7 +10,9 @@ from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import update
 
-from regapp.core import accounts
+from regapp.core import confirmation
+
+from regapp.core import registration
 from regapp.core.errors import RegappError
 from regapp.core.passwords import DjangoPolicy
 from regapp.extensions import db
@@ -58,7 +60,7 @@ def assert_one_winner(results, success, loser_body, backend):
 
 def register_in_core(app, email="race@example.org"):
     with app.app_context():
-        return accounts.register({"email": email, "username": "racer", "password": PASSWORD},
+        return registration.register({"email": email, "username": "racer", "password": PASSWORD},
                                  policy=DjangoPolicy()).user.id
 
 
@@ -108,7 +110,7 @@ def test_one_code_confirmed_at_once(app, last_confirmation):
     user_id = register_in_core(app)
     _, _, code = last_confirmation()
     outcomes = Counter(in_parallel(20, lambda i: core_outcome(
-        app, lambda: accounts.confirm_code("RACE@example.org" if i % 2 else "race@example.org",
+        app, lambda: confirmation.confirm_code("RACE@example.org" if i % 2 else "race@example.org",
                                            code))))
     assert outcomes == {"ok": 1, "AlreadyConfirmed": 19}
     with app.app_context():
@@ -121,7 +123,7 @@ def test_wrong_codes_at_once_are_all_counted(app, last_confirmation):
     max_attempts = app.config["CONFIRM_CODE_MAX_ATTEMPTS"]
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
     outcomes = Counter(in_parallel(30, lambda i: core_outcome(
-        app, lambda: accounts.confirm_code("race@example.org", wrong))))
+        app, lambda: confirmation.confirm_code("race@example.org", wrong))))
     # Exactly max_attempts guesses were compared; every other one was refused unseen.
     assert outcomes == {"CodeMismatch": max_attempts, "TooManyAttempts": 30 - max_attempts}
     with app.app_context():
@@ -130,9 +132,9 @@ def test_wrong_codes_at_once_are_all_counted(app, last_confirmation):
         assert (row.attempts, row.used_at) == (max_attempts, None)
         assert max_attempts <= user.code_failures <= 30
         assert user.is_email_confirmed is False
-    assert core_outcome(app, lambda: accounts.confirm_code("race@example.org", code)) == (
+    assert core_outcome(app, lambda: confirmation.confirm_code("race@example.org", code)) == (
         "TooManyAttempts")
-    assert core_outcome(app, lambda: accounts.confirm(token)) == "ok"
+    assert core_outcome(app, lambda: confirmation.confirm(token)) == "ok"
 
 
 @pytest.mark.config(RESEND_COOLDOWN=60)
@@ -145,7 +147,7 @@ def test_resends_at_once_send_one_message(app):
 
     def resend(i):
         with app.app_context():
-            return accounts.resend_confirmation("RACE@example.org" if i % 2 else "race@example.org")
+            return confirmation.resend_confirmation("RACE@example.org" if i % 2 else "race@example.org")
 
     assert Counter(in_parallel(20, resend)) == {True: 1, False: 19}
     assert counts(app) == (1, 2, 2)

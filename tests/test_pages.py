@@ -9,7 +9,7 @@ import pytest
 from itsdangerous import TimestampSigner
 from sqlalchemy import select
 
-from regapp.core import accounts
+from regapp.core import registration
 from regapp.core.passwords import DjangoPolicy
 from regapp.extensions import db
 from regapp.models import User
@@ -196,7 +196,7 @@ def test_token_in_the_url_is_never_reflected_unescaped(client):
 
 def test_email_html_part_escapes_user_data(app, deliver):
     with app.app_context():
-        accounts.register({"email": "eve@x.io", "password": PASSWORD,
+        registration.register({"email": "eve@x.io", "password": PASSWORD,
                            "username": "eve", "first_name": "<b>Eve</b> & {{7*7}}"},
                           policy=DjangoPolicy())
     [msg] = deliver()

@@ -10,8 +10,12 @@ from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import update
 
-from regapp.core import accounts
+from regapp.core import confirmation
+
+from regapp.core import operators
+
 from regapp.core import outbox
+from regapp.core import registration
 from regapp.core import tokens
 from regapp.core.errors import AlreadyConfirmed
 from regapp.core.errors import CodeMismatch
@@ -35,7 +39,7 @@ def register(email=EMAIL, username="alice", password=PASSWORD, **extra):
     data = {"email": email, "password": password, **extra}
     if username is not None:
         data["username"] = username
-    return accounts.register(data, policy=DjangoPolicy()).user
+    return registration.register(data, policy=DjangoPolicy()).user
 
 
 def count(model):
@@ -78,7 +82,7 @@ def test_register_writes_user_confirmation_and_outbox(app, last_confirmation):
                     assert not any(code in str(v) or PASSWORD in str(v) for v in values)
             body = conn.execute(sa.text("SELECT body_text FROM outbox_messages")).scalar()
         assert PASSWORD not in body
-        assert accounts.user_for_token(token).id == user_id
+        assert confirmation.user_for_token(token).id == user_id
 
 
 def test_register_is_one_transaction(app, monkeypatch):
@@ -122,7 +126,7 @@ def test_fast_path_reports_both_duplicates(app):
 ])
 def test_lost_race_becomes_a_unique_error(app, monkeypatch, field, conflict):
     """Another request commits the same key between the fast check and the INSERT."""
-    real_taken = accounts._taken_fields
+    real_taken = registration._taken_fields
 
     def taken_then_raced(ekey, ukey):
         result = real_taken(ekey, ukey)
@@ -133,7 +137,7 @@ def test_lost_race_becomes_a_unique_error(app, monkeypatch, field, conflict):
                 code_failures=0, created_at=utcnow(), **conflict))
         return result
 
-    monkeypatch.setattr(accounts, "_taken_fields", taken_then_raced)
+    monkeypatch.setattr(registration, "_taken_fields", taken_then_raced)
     with app.app_context():
         with pytest.raises(FieldErrors) as exc:
             register()
@@ -147,12 +151,12 @@ def test_confirm_with_token_once(app, last_confirmation):
         user_id = register().id
     _, token, _ = last_confirmation()
     with app.app_context():
-        user = accounts.confirm(token)
+        user = confirmation.confirm(token)
         assert user.id == user_id and user.is_email_confirmed is True
         confirmed_at = user.confirmed_at
         assert confirmed_at is not None
         with pytest.raises(AlreadyConfirmed):
-            accounts.confirm(token)
+            confirmation.confirm(token)
         db.session.expire_all()
         assert db.session.get(User, user_id).confirmed_at == confirmed_at
 
@@ -162,11 +166,11 @@ def test_confirm_code_once(app, last_confirmation):
         register()
     _, _, code = last_confirmation()
     with app.app_context():
-        assert accounts.confirm_code("Alice@Example.ORG", code).is_email_confirmed is True
+        assert confirmation.confirm_code("Alice@Example.ORG", code).is_email_confirmed is True
         with pytest.raises(AlreadyConfirmed):       # the code that confirmed
-            accounts.confirm_code(EMAIL, code)
+            confirmation.confirm_code(EMAIL, code)
         with pytest.raises(CodeMismatch):           # a code never sent: no oracle
-            accounts.confirm_code(EMAIL, wrong(code))
+            confirmation.confirm_code(EMAIL, wrong(code))
 
 
 @pytest.mark.parametrize(("email", "code"), [
@@ -180,7 +184,7 @@ def test_unknown_email_or_malformed_code_is_a_mismatch(app, last_confirmation, e
     _, _, right = last_confirmation()
     with app.app_context():
         with pytest.raises(CodeMismatch):
-            accounts.confirm_code(email, right if code is RIGHT else code)
+            confirmation.confirm_code(email, right if code is RIGHT else code)
         assert db.session.scalar(select(User.is_email_confirmed)) is False
 
 
@@ -189,9 +193,9 @@ def test_link_confirmed_account_rejects_unsent_codes(app, last_confirmation):
         register()
     _, token, code = last_confirmation()
     with app.app_context():
-        accounts.confirm(token)
+        confirmation.confirm(token)
         with pytest.raises(CodeMismatch):
-            accounts.confirm_code(EMAIL, wrong(code))
+            confirmation.confirm_code(EMAIL, wrong(code))
 
 
 def test_five_wrong_guesses_kill_the_code_but_not_the_link(app, last_confirmation):
@@ -203,15 +207,15 @@ def test_five_wrong_guesses_kill_the_code_but_not_the_link(app, last_confirmatio
         for spelling in ["alice@example.org", "ALICE@EXAMPLE.ORG", "Alice@example.org",
                          "alice@EXAMPLE.org", "aLiCe@example.org"]:
             with pytest.raises(CodeMismatch):
-                accounts.confirm_code(spelling, wrong(code))
+                confirmation.confirm_code(spelling, wrong(code))
         with pytest.raises(TooManyAttempts):
-            accounts.confirm_code(EMAIL, code)
+            confirmation.confirm_code(EMAIL, code)
         with pytest.raises(TooManyAttempts):
-            accounts.confirm_code(EMAIL, wrong(code))
+            confirmation.confirm_code(EMAIL, wrong(code))
         row = confirmation_row(user_id)
         assert (row.attempts, row.used_at) == (5, None)
         assert db.session.get(User, user_id).code_failures == 5
-        assert accounts.confirm(token).is_email_confirmed is True
+        assert confirmation.confirm(token).is_email_confirmed is True
 
 
 def test_lifetime_cap_survives_resends(app, last_confirmation):
@@ -226,21 +230,21 @@ def test_lifetime_cap_survives_resends(app, last_confirmation):
         with app.app_context():
             for _ in range(per_code):
                 with pytest.raises(CodeMismatch):
-                    accounts.confirm_code(EMAIL, wrong(code))
+                    confirmation.confirm_code(EMAIL, wrong(code))
             with pytest.raises(TooManyAttempts):
-                accounts.confirm_code(EMAIL, code)
-            assert accounts.resend_confirmation(EMAIL) is True
+                confirmation.confirm_code(EMAIL, code)
+            assert confirmation.resend_confirmation(EMAIL) is True
         _, token, code = last_confirmation()
     with app.app_context():
         # A new code does not reset the account's counter.
         assert db.session.get(User, user_id).code_failures == cap
         assert confirmation_row(user_id).attempts == 0
         with pytest.raises(TooManyAttempts):
-            accounts.confirm_code(EMAIL, code)
+            confirmation.confirm_code(EMAIL, code)
         # The owner is never locked out: every emailed link still works.
-        assert accounts.confirm(first_token).is_email_confirmed is True
+        assert confirmation.confirm(first_token).is_email_confirmed is True
         with pytest.raises(AlreadyConfirmed):
-            accounts.confirm(token)
+            confirmation.confirm(token)
 
 
 def test_resent_code_replaces_the_old_one(app, last_confirmation):
@@ -248,14 +252,14 @@ def test_resent_code_replaces_the_old_one(app, last_confirmation):
         register()
     _, old_token, old_code = last_confirmation()
     with app.app_context():
-        assert accounts.resend_confirmation(EMAIL) is True
+        assert confirmation.resend_confirmation(EMAIL) is True
     _, new_token, new_code = last_confirmation()
     assert new_token != old_token or new_code != old_code
     with app.app_context():
         if old_code != new_code:
             with pytest.raises(CodeMismatch):
-                accounts.confirm_code(EMAIL, old_code)
-        assert accounts.confirm_code(EMAIL, new_code).is_email_confirmed is True
+                confirmation.confirm_code(EMAIL, old_code)
+        assert confirmation.confirm_code(EMAIL, new_code).is_email_confirmed is True
 
 
 def test_expired_code_is_refused(app, last_confirmation):
@@ -267,7 +271,7 @@ def test_expired_code_is_refused(app, last_confirmation):
             expires_at=utcnow() - timedelta(seconds=1)))
         db.session.commit()
         with pytest.raises(TokenExpired):
-            accounts.confirm_code(EMAIL, code)
+            confirmation.confirm_code(EMAIL, code)
         assert db.session.get(User, user_id).is_email_confirmed is False
 
 
@@ -275,26 +279,26 @@ def test_expired_code_is_refused(app, last_confirmation):
 def test_resend_cooldown(app, last_confirmation):
     with app.app_context():
         user_id = register().id
-        assert accounts.resend_confirmation(EMAIL) is False      # just sent at registration
-        assert accounts.resend_confirmation("ALICE@example.org") is False
+        assert confirmation.resend_confirmation(EMAIL) is False      # just sent at registration
+        assert confirmation.resend_confirmation("ALICE@example.org") is False
         assert count(OutboxMessage) == 1
         db.session.execute(update(User).values(
             confirmation_sent_at=utcnow() - timedelta(seconds=61)))
         db.session.commit()
-        assert accounts.resend_confirmation("ALICE@example.org") is True
-        assert accounts.resend_confirmation(EMAIL) is False      # the cooldown restarted
+        assert confirmation.resend_confirmation("ALICE@example.org") is True
+        assert confirmation.resend_confirmation(EMAIL) is False      # the cooldown restarted
         assert (count(OutboxMessage), count(EmailConfirmation)) == (2, 2)
     _, token, _ = last_confirmation()
     with app.app_context():
-        assert accounts.confirm(token).id == user_id
-        assert accounts.resend_confirmation(EMAIL) is False      # confirmed: nothing to send
+        assert confirmation.confirm(token).id == user_id
+        assert confirmation.resend_confirmation(EMAIL) is False      # confirmed: nothing to send
 
 
 @pytest.mark.parametrize("email", [None, "", 5, ["a@b.c"], "x" * 400, "nobody@example.org"])
 def test_resend_for_nobody_sends_nothing(app, email):
     with app.app_context():
         register()
-        assert accounts.resend_confirmation(email) is False
+        assert confirmation.resend_confirmation(email) is False
         assert count(OutboxMessage) == 1
 
 
@@ -302,20 +306,20 @@ def test_purge_unconfirmed_frees_the_address(app, last_confirmation):
     with app.app_context():
         stale = register()
         stale_id = stale.id
-        kept = accounts.create_account({"email": "bob@example.org", "password": PASSWORD},
+        kept = registration.create_account({"email": "bob@example.org", "password": PASSWORD},
                                        account_type="customer", confirmed=True)
         kept_id = kept.id
     _, token, _ = last_confirmation()
     with app.app_context():
-        assert accounts.purge_unconfirmed(utcnow() - timedelta(hours=1)) == []
+        assert operators.purge_unconfirmed(utcnow() - timedelta(hours=1)) == []
         later = utcnow() + timedelta(seconds=1)
-        assert [u.id for u in accounts.purge_unconfirmed(later, dry_run=True)] == [stale_id]
+        assert [u.id for u in operators.purge_unconfirmed(later, dry_run=True)] == [stale_id]
         assert count(User) == 2
-        assert [u.id for u in accounts.purge_unconfirmed(later)] == [stale_id]
+        assert [u.id for u in operators.purge_unconfirmed(later)] == [stale_id]
         assert db.session.scalars(select(User.id)).all() == [kept_id]
         assert count(EmailConfirmation) == 0
         with pytest.raises(TokenInvalid):
-            accounts.confirm(token)
+            confirmation.confirm(token)
         again = register()
         assert again.id not in (stale_id, kept_id)
 
@@ -325,14 +329,14 @@ def test_deleted_users_token_is_dead_and_its_id_never_reused(app, last_confirmat
         first_id = register().id
     _, token, code = last_confirmation()
     with app.app_context():
-        accounts.delete_user(db.session.get(User, first_id))
+        operators.delete_user(db.session.get(User, first_id))
         # Same address again: without AUTOINCREMENT SQLite would hand out the same id
         # and the old token, bound to (id, address), would confirm the new account.
         second = register()
         second_id = second.id
         assert second_id > first_id
         with pytest.raises(TokenInvalid):
-            accounts.confirm(token)
+            confirmation.confirm(token)
         with pytest.raises(CodeMismatch):
-            accounts.confirm_code(EMAIL, code)
+            confirmation.confirm_code(EMAIL, code)
         assert db.session.get(User, second_id).is_email_confirmed is False

@@ -17,7 +17,8 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import update
 
 from regapp import create_app
-from regapp.core import accounts
+from regapp.core import confirmation
+from regapp.core import registration
 from regapp.core import tokens
 from regapp.core.errors import TokenExpired
 from regapp.core.errors import TokenInvalid
@@ -194,7 +195,7 @@ def test_secret_key_rotation_keeps_old_tokens_and_codes_alive(ctx):
 
 
 def register(email="alice@example.org"):
-    return accounts.register({"email": email, "password": "Str0ng-passphrase"},
+    return registration.register({"email": email, "password": "Str0ng-passphrase"},
                              policy=DjangoPolicy()).user
 
 
@@ -202,12 +203,12 @@ def test_token_dies_when_the_address_changes(app):
     with app.app_context():
         user = register()
         token = tokens.make_confirm_token(user)
-        assert accounts.user_for_token(token).id == user.id
+        assert confirmation.user_for_token(token).id == user.id
         db.session.execute(update(User).where(User.id == user.id).values(
             email="mallory@example.org", email_key="mallory@example.org"))
         db.session.commit()
         with pytest.raises(TokenInvalid):
-            accounts.confirm(token)
+            confirmation.confirm(token)
         assert db.session.get(User, user.id).is_email_confirmed is False
 
 
@@ -215,7 +216,7 @@ def test_token_for_unknown_user_is_invalid(app):
     with app.app_context():
         token = tokens.make_confirm_token(SimpleNamespace(id=999_999, email_key="x@y.org"))
         with pytest.raises(TokenInvalid):
-            accounts.confirm(token)
+            confirmation.confirm(token)
 
 
 # -- codes ---------------------------------------------------------------------

@@ -8,7 +8,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from regapp.core import accounts
+from regapp.core import registration
 from regapp.extensions import db
 from regapp.models import User
 
@@ -223,7 +223,7 @@ def test_server_error_is_enveloped(client, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("a bug with a secret: il1kep1es")
 
-    monkeypatch.setattr(accounts, "register", boom)
+    monkeypatch.setattr(registration, "register", boom)
     r = register(client)
     assert_failure(r, -500, 500)
     assert "il1kep1es" not in r.get_data(as_text=True)
@@ -233,7 +233,7 @@ def test_database_down_is_enveloped(client, monkeypatch):
     def down(*args, **kwargs):
         raise sa.exc.OperationalError("INSERT", {}, Exception("connection refused"))
 
-    monkeypatch.setattr(accounts, "register", down)
+    monkeypatch.setattr(registration, "register", down)
     r = register(client)
     assert_failure(r, -503, 503)
     assert int(r.headers["Retry-After"]) > 0

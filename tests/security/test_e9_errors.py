@@ -18,8 +18,9 @@ import re
 import pytest
 
 from regapp.auth.profiles import common
-from regapp.core import accounts
+from regapp.core import confirmation
 from regapp.core import jwt_tokens
+from regapp.core import registration
 from tests.profile_matrix import SERVER_ERROR
 
 PASSWORD = "Str0ng-passphrase"
@@ -86,7 +87,7 @@ def assert_generic_json_500(response, rid_logs):
 
 @pytest.mark.parametrize("profile", list(REGISTER))
 def test_forced_error_in_a_registration_view(client, logs, monkeypatch, profile):
-    monkeypatch.setattr(accounts, "register", boom)
+    monkeypatch.setattr(registration, "register", boom)
     path, body = REGISTER[profile]
     r = client.post(path, json=body)
     rid = assert_generic_json_500(r, logs)
@@ -107,7 +108,7 @@ def test_forced_error_in_a_registration_view(client, logs, monkeypatch, profile)
 def test_forced_error_in_other_api_views(client, logs, monkeypatch, method, path, kwargs,
                                          profile):
     for name in ("confirm", "confirm_code", "user_for_token", "resend_confirmation"):
-        monkeypatch.setattr(accounts, name, boom)
+        monkeypatch.setattr(confirmation, name, boom)
     monkeypatch.setattr(jwt_tokens, "refresh_access", boom)
     monkeypatch.setattr(common, "current_user", boom)
     r = client.open(path, method=method, **kwargs)
@@ -118,7 +119,7 @@ def test_forced_error_in_other_api_views(client, logs, monkeypatch, method, path
 
 @pytest.mark.config(PROPAGATE_EXCEPTIONS=False)  # as in production: no test-time re-raise
 def test_forced_error_in_the_page_is_a_plain_html_500(client, logs, monkeypatch):
-    monkeypatch.setattr(accounts, "user_for_token", boom)
+    monkeypatch.setattr(confirmation, "user_for_token", boom)
     r = client.get("/confirm-email/", query_string={"token_id": "a.b.c"})
     assert r.status_code == 500 and r.mimetype == "text/html"
     html = r.get_data(as_text=True)

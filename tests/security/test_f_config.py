@@ -50,9 +50,10 @@ from itsdangerous import URLSafeTimedSerializer
 
 import config
 from regapp import create_app
-from regapp.core import accounts
+from regapp.core import confirmation as core_confirmation
 from regapp.core import jwt_tokens
 from regapp.core import outbox
+from regapp.core import registration
 from regapp.core import tokens
 from regapp.core.mail import confirmation_link
 from regapp.extensions import db
@@ -149,7 +150,7 @@ def test_f1_production_has_no_debugger(production, monkeypatch):
     app = create_app()
     assert app.debug is False and app.testing is False
     assert not app.config["PROPAGATE_EXCEPTIONS"]
-    monkeypatch.setattr(accounts, "user_for_token", boom)
+    monkeypatch.setattr(core_confirmation, "user_for_token", boom)
     client = app.test_client()
     r = client.get(PAGE, query_string={"token_id": "a.b.c"})
     html = r.get_data(as_text=True)
@@ -476,9 +477,9 @@ def test_f8_server_error_logs_no_secret(app, client, caplog, monkeypatch, last_c
     caplog.set_level(logging.INFO)
     register(client, "se")
     _, token, code = last_confirmation()
-    monkeypatch.setattr(accounts, "confirm", boom)
-    monkeypatch.setattr(accounts, "confirm_code", boom)
-    monkeypatch.setattr(accounts, "register", boom)
+    monkeypatch.setattr(core_confirmation, "confirm", boom)
+    monkeypatch.setattr(core_confirmation, "confirm_code", boom)
+    monkeypatch.setattr(registration, "register", boom)
     responses = [
         client.get("/api/confirm-email/", query_string={"token_id": token}),
         client.get("/api/users/verification", query_string={"email_token": token}),

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import InternalServerError
 from werkzeug.exceptions import ServiceUnavailable
 
-from ...core import accounts
+from ...core import registration
 from ...core.errors import FieldError
 from ...core.errors import FieldErrors
 from ...core.identity import normalize_email
@@ -140,14 +140,14 @@ class Profile:
     def http_error(self, exc: HTTPException):
         raise NotImplementedError
 
-    def registered(self, result: accounts.Registration):
+    def registered(self, result: registration.Registration):
         raise NotImplementedError
 
     # -- the generic view ------------------------------------------------------
     def register_view(self):
         """Parse, call the one registration core, render."""
         data = self.load(read_payload())
-        result = accounts.register(
+        result = registration.register(
             data, policy=self.policy, account_type=self.account_type,
             issue_api_token=self.issue_api_token,
         )

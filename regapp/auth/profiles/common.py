@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from ...core import accounts
+from ...core import confirmation
 from ..credentials import CHALLENGE
 from ..credentials import Unauthenticated
 from ..credentials import current_user
@@ -44,7 +44,7 @@ resend_schema = ResendSchema()
 def resend_confirmation():
     """Queue a new confirmation email; the answer never says whether the address exists."""
     data = profile.load(read_payload(), resend_schema)
-    accounts.resend_confirmation(data["email"])
+    confirmation.resend_confirmation(data["email"])
     return profile.json({"detail": RESEND_ACCEPTED}, 202)
 
 

@@ -7,7 +7,8 @@ from flask import Blueprint
 from flask import request
 from marshmallow import ValidationError
 
-from ...core import accounts
+from ...core import confirmation
+from ...core import registration
 from ...core.errors import AlreadyConfirmed
 from ...core.errors import FieldErrors
 from ...core.errors import TokenExpired
@@ -125,7 +126,7 @@ class DrfProfile(DetailProfile):
             failed = {err.field for err in exc.errors}
             clean = {name: payload[name].strip() for name in ("username", "email")
                      if name not in failed and isinstance(payload.get(name), str)}
-            errors = exc.errors + accounts.taken(clean)
+            errors = exc.errors + registration.taken(clean)
             order = list(self.schema.fields)
             errors.sort(key=lambda e: order.index(e.field) if e.field in order else len(order))
             raise FieldErrors(errors) from None
@@ -185,7 +186,7 @@ def confirm_email():
     if not token.strip():
         return profile.json({"token_id": [FIELD_MESSAGES["required"]]}, 400, NO_LEAK_HEADERS)
     try:
-        user = accounts.confirm(token)
+        user = confirmation.confirm(token)
     except (TokenInvalid, TokenExpired, AlreadyConfirmed) as exc:
         return profile.json({"token_id": [TOKEN_MESSAGES[exc.code]]}, 400, NO_LEAK_HEADERS)
     return profile.json(user_body(user), 200, NO_LEAK_HEADERS)

@@ -8,7 +8,7 @@ from flask import request
 from marshmallow import ValidationError
 from marshmallow import validates_schema
 
-from ...core import accounts
+from ...core import confirmation
 from ...core.errors import AlreadyConfirmed
 from ...core.errors import TokenExpired
 from ...core.errors import TokenInvalid
@@ -173,7 +173,7 @@ def verification():
     # A repeated parameter is refused like a repeated body field (payload.py).
     values = request.args.getlist("email_token")
     try:
-        accounts.confirm(values[0] if len(values) == 1 else "")
+        confirmation.confirm(values[0] if len(values) == 1 else "")
     except AlreadyConfirmed:
         return profile.document([{"user_account": ALREADY_VERIFIED}], 422, NO_LEAK_HEADERS)
     except (TokenInvalid, TokenExpired):

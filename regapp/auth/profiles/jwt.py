@@ -14,9 +14,9 @@ from __future__ import annotations
 from flask import Blueprint
 from marshmallow import ValidationError
 
-from ...core import accounts
 from ...core import jwt_tokens
 from ...core import login
+from ...core import registration
 from ...core.errors import FieldErrors
 from ...core.errors import InvalidCredentials
 from ...core.errors import TokenExpired
@@ -85,7 +85,7 @@ class JwtProfile(DetailProfile):
         except ValidationError as exc:
             errors = _field_errors(schema, exc.messages)
             if schema is self.schema:
-                errors += accounts.taken(exc.valid_data)
+                errors += registration.taken(exc.valid_data)
             raise FieldErrors(errors) from None
 
     def field_errors(self, exc: FieldErrors):

@@ -8,7 +8,7 @@ from flask import Blueprint
 from flask import request
 from marshmallow import ValidationError
 
-from ...core import accounts
+from ...core import confirmation
 from ...core import tokens
 from ...core.errors import AlreadyConfirmed
 from ...core.errors import CodeMismatch
@@ -202,12 +202,12 @@ def validation():
     email, token = data["email"], data["token"]
     try:
         if tokens.is_code(token):
-            accounts.confirm_code(email, token)
+            confirmation.confirm_code(email, token)
         else:
-            user = accounts.user_for_token(token)
+            user = confirmation.user_for_token(token)
             if user.email_key != email_key(email):
                 raise TokenInvalid()
-            accounts.confirm(token)
+            confirmation.confirm(token)
     except AlreadyConfirmed:
         return profile.json({"message": ALREADY_VALIDATED}, 409)
     except TooManyAttempts:

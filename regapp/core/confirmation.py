@@ -1,0 +1,210 @@
+"""Confirmation: by signed token, by emailed code (with attempt limits), and resends."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy import update
+
+from ..extensions import db
+from ..models import EmailConfirmation
+from ..models import User
+from ..models import utcnow
+from . import tokens
+from .errors import AlreadyConfirmed
+from .errors import CodeMismatch
+from .errors import TokenExpired
+from .errors import TokenInvalid
+from .errors import TooManyAttempts
+from .identity import email_key
+from .registration import send_confirmation
+
+
+def user_for_token(token) -> User:
+    """The user a confirmation token belongs to, whatever its confirmation state.
+
+    :raises TokenInvalid: bad token, unknown user, or an address that changed.
+    :raises TokenExpired: a genuine token past its lifetime.
+    """
+    user_id, fingerprint = tokens.load_confirm_token(token)
+    user = db.session.get(User, user_id)
+    if user is None or fingerprint != tokens.email_fingerprint(user.email_key):
+        raise TokenInvalid()
+    return user
+
+
+def confirm(token_or_code, email=None) -> User:
+    """Confirm an address by its signed token or, given ``email``, its emailed code.
+
+    Without ``email`` the value is a signed token. With ``email`` a 6-digit
+    value is the code (see ``confirm_code``); anything else is a token, which
+    must have been issued for that address.
+
+    :raises TokenInvalid, TokenExpired: see ``user_for_token``; also a token
+        issued for another address than ``email``.
+    :raises CodeMismatch, TooManyAttempts: see ``confirm_code``.
+    :raises AlreadyConfirmed: the address was confirmed before.
+    """
+    if email is not None and tokens.is_code(token_or_code):
+        return confirm_code(email, token_or_code)
+    user = user_for_token(token_or_code)
+    if email is not None and user.email_key != email_key(email):
+        raise TokenInvalid()
+    if user.is_email_confirmed:
+        raise AlreadyConfirmed()
+    set_confirmed(user.id)
+    db.session.commit()
+    db.session.refresh(user)
+    return user
+
+
+def confirm_code(email, code) -> User:
+    """Confirm with the address and its emailed 6-digit code.
+
+    Unknown addresses and wrong codes give the same error after the same work,
+    and no refusal comes sooner than ``CONFIRM_CODE_MIN_SECONDS``.
+
+    :raises CodeMismatch: wrong code, malformed code or unknown address.
+    :raises TooManyAttempts: this code (or the account's lifetime cap) is used up.
+    :raises TokenExpired: the right code, too late.
+    :raises AlreadyConfirmed: a code sent to this address, which is already confirmed.
+    """
+    started = time.monotonic()
+    try:
+        return _confirm_code(email, code)
+    except (CodeMismatch, TooManyAttempts, TokenExpired, AlreadyConfirmed):
+        # A wrong guess at a pending account commits a counter; without a floor that
+        # write's latency would tell pending addresses from unknown ones (SECURITY B9).
+        db.session.rollback()  # wait with no transaction (nor SQLite's write lock) open
+        delay = started + current_app.config["CONFIRM_CODE_MIN_SECONDS"] - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        raise
+
+
+def _confirm_code(email, code) -> User:
+    cfg = current_app.config
+    user = None
+    if isinstance(email, str) and 0 < len(email) <= 320:
+        user = db.session.scalar(select(User).where(User.email_key == email_key(email)))
+    if user is None or not tokens.is_code(code):
+        tokens.hash_code(0, "000000")  # same work as a real comparison
+        raise CodeMismatch()
+    rows = db.session.scalars(
+        select(EmailConfirmation).where(EmailConfirmation.user_id == user.id)
+        .order_by(EmailConfirmation.id.desc())
+    ).all()
+    subject = tokens.code_subject(user)  # codes sent to another address never match
+    if user.is_email_confirmed:
+        # Any code this address was sent proves ownership, also when the link
+        # (not the code) confirmed it: say "already confirmed", not "wrong code".
+        if any(tokens.code_matches(r.code_hash, subject, code) for r in rows):
+            raise AlreadyConfirmed()
+        raise CodeMismatch()
+    current = rows[0] if rows else None
+    if current is None:
+        raise CodeMismatch()
+    if current.used_at is not None:
+        # Used after we read the user: a concurrent request with this code won.
+        if tokens.code_matches(current.code_hash, subject, code):
+            raise AlreadyConfirmed()
+        raise CodeMismatch()
+    max_attempts = cfg["CONFIRM_CODE_MAX_ATTEMPTS"]
+    if current.attempts >= max_attempts or user.code_failures >= cfg["CONFIRM_CODE_LIFETIME_CAP"]:
+        raise TooManyAttempts()
+    if not tokens.code_matches(current.code_hash, subject, code):
+        _record_wrong_code(current.id, user.id)
+        raise CodeMismatch()
+    if current.expires_at <= utcnow():
+        raise TokenExpired()
+    used = db.session.execute(
+        update(EmailConfirmation)
+        .where(EmailConfirmation.id == current.id, EmailConfirmation.used_at.is_(None),
+               EmailConfirmation.attempts < max_attempts)
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if used.rowcount != 1:
+        db.session.rollback()
+        # A concurrent request with the same code won (already confirmed), or
+        # wrong guesses used the code up in the meantime.
+        used_at = db.session.scalar(
+            select(EmailConfirmation.used_at).where(EmailConfirmation.id == current.id))
+        raise AlreadyConfirmed() if used_at is not None else TooManyAttempts()
+    set_confirmed(user.id)
+    db.session.commit()
+    db.session.refresh(user)
+    return user
+
+
+def _record_wrong_code(confirmation_id: int, user_id: int) -> None:
+    """Count a wrong guess with conditional UPDATEs (never read-modify-write)."""
+    cfg = current_app.config
+    counted = db.session.execute(
+        update(EmailConfirmation)
+        .where(EmailConfirmation.id == confirmation_id,
+               EmailConfirmation.attempts < cfg["CONFIRM_CODE_MAX_ATTEMPTS"])
+        .values(attempts=EmailConfirmation.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(code_failures=User.code_failures + 1)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    if counted.rowcount != 1:
+        raise TooManyAttempts()
+
+
+def resend_confirmation(email) -> bool:
+    """Queue a fresh code and link for an unconfirmed address, at most once per cooldown.
+
+    Returns whether a message was queued; callers must answer the same either
+    way, so the answer never tells whether the address exists.
+    """
+    if not isinstance(email, str) or not email or len(email) > 320:
+        return False
+    user = db.session.scalar(select(User).where(User.email_key == email_key(email)))
+    if user is None or user.is_email_confirmed:
+        return False
+    now = utcnow()
+    cutoff = now - timedelta(seconds=current_app.config["RESEND_COOLDOWN"])
+    # The cooldown is claimed with a conditional UPDATE, so concurrent resends send one.
+    claimed = db.session.execute(
+        update(User)
+        .where(User.id == user.id, User.is_email_confirmed.is_(False),
+               (User.confirmation_sent_at.is_(None)) | (User.confirmation_sent_at <= cutoff))
+        .values(confirmation_sent_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        db.session.rollback()
+        return False
+    db.session.refresh(user)
+    send_confirmation(user)
+    db.session.commit()
+    return True
+
+
+def set_confirmed(user_id: int) -> None:
+    """Flip the flag with a conditional UPDATE: exactly one caller wins (caller commits).
+
+    :raises AlreadyConfirmed: it was confirmed before.
+    """
+    result = db.session.execute(
+        update(User)
+        .where(User.id == user_id, User.is_email_confirmed.is_(False))
+        # Credentials handed out before confirmation die with it (pre-hijacking);
+        # JWTs are checked against confirmed_at in jwt_tokens.
+        .values(is_email_confirmed=True, confirmed_at=utcnow(), api_token_hash=None)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        db.session.rollback()
+        raise AlreadyConfirmed()
+

@@ -1,0 +1,161 @@
+"""Registration: create an account and queue its confirmation, shared by every profile
+and the CLI."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..models import EmailConfirmation
+from ..models import User
+from ..models import utcnow
+from . import tokens
+from .errors import FieldError
+from .errors import FieldErrors
+from .identity import check_username
+from .identity import email_key
+from .identity import normalize_email
+from .identity import username_key
+from .login import api_token_hash
+from .passwords import DjangoPolicy
+from .passwords import hash_password
+
+PROFILE_FIELDS = ("first_name", "insertion", "last_name", "postal_code", "phone", "avatar")
+
+
+@dataclass
+class Registration:
+    """What ``register`` made: the user, and the api_token when one was asked for."""
+
+    user: User
+    api_token: str | None = None
+
+
+def register(data: dict, *, policy, account_type: str = "customer",
+             issue_api_token: bool = False, confirmed: bool = False,
+             resolver=None) -> Registration:
+    """Create an account and queue its confirmation email in the same transaction.
+
+    ``data`` holds canonical fields (``email``, ``password``, optional
+    ``username`` and profile fields), already shape-checked by the caller.
+
+    :raises FieldErrors: codes ``invalid``/``undeliverable`` (email),
+        ``unique`` (email, username), the policy's password codes.
+    """
+    email = _checked_email(data["email"], resolver)
+    username = data.get("username") or None
+    ukey = check_username(username) if username else None
+    ekey = email_key(email)
+
+    # Fast path to report both duplicates at once; the constraints decide.
+    taken = _taken_fields(ekey, ukey)
+    if taken:
+        raise FieldErrors([FieldError(name, "unique") for name in taken])
+    attrs = {"username": username, "email": email,
+             "first_name": data.get("first_name"), "last_name": data.get("last_name")}
+    errors = policy.validate(data["password"], attrs)
+    if errors:
+        raise FieldErrors(errors)
+    # End the read transaction before the slow hash, so no transaction (or pooled
+    # connection's lock) is held while hashing. The unique constraints still decide.
+    db.session.rollback()
+
+    user = User(
+        username=username, username_key=ukey, email=email, email_key=ekey,
+        password_hash=hash_password(data["password"]), account_type=account_type,
+        is_email_confirmed=confirmed, confirmed_at=utcnow() if confirmed else None,
+        code_failures=0,
+        **{name: data.get(name) for name in PROFILE_FIELDS},
+    )
+    api_token = secrets.token_hex(16) if issue_api_token else None
+    if api_token:
+        user.api_token_hash = api_token_hash(api_token)
+    db.session.add(user)
+    try:
+        db.session.flush()
+        if not confirmed:
+            send_confirmation(user)
+        db.session.commit()
+    except IntegrityError as exc:
+        # A concurrent registration won the race: the constraint is the arbiter.
+        db.session.rollback()
+        raise FieldErrors(_duplicate_fields(exc, ekey, ukey)) from None
+    except Exception:
+        db.session.rollback()
+        raise
+    return Registration(user=user, api_token=api_token)
+
+
+def create_account(data: dict, *, account_type: str, confirmed: bool = False,
+                   policy=None) -> User:
+    """The operator path: the same checks as the API, any account type."""
+    return register(data, policy=policy or DjangoPolicy(), account_type=account_type,
+                    confirmed=confirmed).user
+
+
+def taken(data: dict) -> list[FieldError]:
+    """``unique`` errors for the ``username``/``email`` in ``data`` that are in use.
+
+    Lets a profile report duplicates together with shape errors, as DRF does;
+    ``register`` still decides (the unique constraints are the arbiter).
+    """
+    username, email = data.get("username"), data.get("email")
+    ukey = username_key(username) if isinstance(username, str) and username else None
+    ekey = None
+    if isinstance(email, str) and email:
+        try:
+            ekey = email_key(normalize_email(email))
+        except FieldErrors:
+            pass
+    return [FieldError(name, "unique") for name in _taken_fields(ekey, ukey)]
+
+
+def send_confirmation(user: User) -> None:
+    """Create a fresh code, queue the email with link and code (caller commits)."""
+    code = tokens.new_code()
+    now = utcnow()
+    db.session.add(EmailConfirmation(
+        # Bound to the address too: a code dies when the address changes (SECURITY B6).
+        user_id=user.id, code_hash=tokens.hash_code(tokens.code_subject(user), code),
+        attempts=0,
+        expires_at=now + timedelta(seconds=current_app.config["CONFIRM_TOKEN_MAX_AGE"]),
+    ))
+    user.confirmation_sent_at = now
+    from .mail import queue_confirmation  # noqa: PLC0415 - mail imports templates
+
+    queue_confirmation(user, tokens.make_confirm_token(user), code)
+
+
+def _checked_email(raw: str, resolver=None) -> str:
+    check = current_app.config["EMAIL_CHECK_DELIVERABILITY"]
+    if resolver is None:
+        # An app-injected dnspython-style resolver (tests use a fake: no network).
+        resolver = current_app.extensions.get("regapp.dns_resolver")
+    return normalize_email(raw, check_deliverability=check, resolver=resolver)
+
+
+def _taken_fields(ekey: str | None, ukey: str | None) -> list[str]:
+    taken = []
+    if ukey is not None and db.session.scalar(
+            select(User.id).where(User.username_key == ukey)) is not None:
+        taken.append("username")
+    if ekey is not None and db.session.scalar(
+            select(User.id).where(User.email_key == ekey)) is not None:
+        taken.append("email")
+    return taken
+
+
+def _duplicate_fields(exc: IntegrityError, ekey: str, ukey: str | None):
+    text = str(exc.orig)
+    fields = [name for name in ("username", "email") if f"{name}_key" in text]
+    if not fields:  # an unnamed constraint message: ask the database again
+        fields = _taken_fields(ekey, ukey)
+    if not fields:  # not a duplicate at all: a real error, not the client's fault
+        raise exc
+    return [FieldError(name, "unique") for name in fields]
