@@ -161,6 +161,23 @@ def test_confirm_with_token_once(app, last_confirmation):
         assert db.session.get(User, user_id).confirmed_at == confirmed_at
 
 
+def test_confirm_with_email_takes_the_code_or_a_token_for_that_address(app, last_confirmation):
+    with app.app_context():
+        register()
+        register(email="bob@example.org", username="bob")
+    _, alice_token, alice_code = last_confirmation(EMAIL)
+    _, bob_token, _ = last_confirmation("bob@example.org")
+    with app.app_context():
+        with pytest.raises(TokenInvalid):           # bob's token is not alice's
+            confirmation.confirm(bob_token, email=EMAIL)
+        with pytest.raises(TokenInvalid):           # a code without the address is no token
+            confirmation.confirm(alice_code)
+        assert confirmation.confirm(bob_token, email="BOB@example.org").is_email_confirmed
+        assert confirmation.confirm(alice_code, email=EMAIL).is_email_confirmed is True
+        with pytest.raises(AlreadyConfirmed):
+            confirmation.confirm(alice_token, email=EMAIL)
+
+
 def test_confirm_code_once(app, last_confirmation):
     with app.app_context():
         register()

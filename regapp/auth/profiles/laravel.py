@@ -9,14 +9,12 @@ from flask import request
 from marshmallow import ValidationError
 
 from ...core import confirmation
-from ...core import tokens
 from ...core.errors import AlreadyConfirmed
 from ...core.errors import CodeMismatch
 from ...core.errors import FieldErrors
 from ...core.errors import TokenExpired
 from ...core.errors import TokenInvalid
 from ...core.errors import TooManyAttempts
-from ...core.identity import email_key
 from ...core.passwords import MinLengthPolicy
 from ..payload import MalformedBody
 from ..payload import read_payload
@@ -201,13 +199,7 @@ def validation():
     data = profile.load(read_payload(), validation_schema)
     email, token = data["email"], data["token"]
     try:
-        if tokens.is_code(token):
-            confirmation.confirm_code(email, token)
-        else:
-            user = confirmation.user_for_token(token)
-            if user.email_key != email_key(email):
-                raise TokenInvalid()
-            confirmation.confirm(token)
+        confirmation.confirm(token, email=email)
     except AlreadyConfirmed:
         return profile.json({"message": ALREADY_VALIDATED}, 409)
     except TooManyAttempts:
