@@ -9,6 +9,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from .core import confirmation
+from .core import delivery
 from .core import operators
 from .core import outbox
 from .core import registration
@@ -216,7 +217,7 @@ def retry_mail(message_id, all_failed):
 @mail_cli.command("send-queued")
 def send_queued():
     """Deliver every message that is due now, in this process."""
-    counts = outbox.send_all_due()
+    counts = delivery.send_all_due()
     click.echo(f"sent {counts['sent']}, will retry {counts['retry']}, "
                f"failed {counts['failed']}")
     if counts["retry"] or counts["failed"]:

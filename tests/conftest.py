@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from flask_migrate import upgrade
 
 from regapp import create_app
-from regapp.core import outbox
+from regapp.core import delivery
 from regapp.extensions import db
 from tests.smtp import SMTPServer
 from tests.smtp import confirmation
@@ -118,7 +118,7 @@ def deliver(app, smtp):
 
     def deliver():
         with app.app_context():
-            outbox.send_all_due()
+            delivery.send_all_due()
         return list(smtp.messages)
 
     return deliver

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from flask_migrate import upgrade
 
 from regapp import create_app
+from regapp.core import delivery
 from regapp.core import dispatcher as dispatch
 from regapp.core import outbox
 from regapp.extensions import db
@@ -126,7 +127,7 @@ def set_rows(app, **values) -> None:
 
 def send(app) -> dict:
     with app.app_context():
-        return outbox.send_all_due()
+        return delivery.send_all_due()
 
 
 def message_ids(messages) -> list[str]:
@@ -171,7 +172,7 @@ def test_failed_registration_transaction_leaves_neither_row(app, client, backend
 def test_registration_succeeds_while_smtp_is_down(app, client):
     register(client, 2)
     with app.app_context():
-        assert outbox.send_due() == {"sent": 0, "retry": 2, "failed": 0}
+        assert delivery.send_due() == {"sent": 0, "retry": 2, "failed": 0}
     assert [r.status for r in rows(app)] == ["pending", "pending"]
 
 
@@ -251,8 +252,8 @@ def test_4xx_replies_are_retried_with_the_same_message_id(app, client, server):
     server.recorder.reply = "451 4.3.0 try later"
     register(client)
     with app.app_context():
-        assert outbox.send_due() == {"sent": 0, "retry": 1, "failed": 0}
-        assert outbox.send_due() == {"sent": 0, "retry": 1, "failed": 0}
+        assert delivery.send_due() == {"sent": 0, "retry": 1, "failed": 0}
+        assert delivery.send_due() == {"sent": 0, "retry": 1, "failed": 0}
     [row] = rows(app)
     assert (row.status, row.attempts) == ("pending", 2)
     assert "451" in row.last_error
@@ -284,7 +285,7 @@ def test_poisoned_messages_do_not_block_the_batch(app, client, server):
         db.session.commit()
     emails = register(client, 2)
     with app.app_context():
-        counts = outbox.send_due()
+        counts = delivery.send_due()
     assert counts == {"sent": 2, "retry": 1, "failed": 2}
     assert [m["To"] for m in server.messages] == emails
     assert all(m["Bcc"] is None for m in server.messages)
@@ -310,7 +311,7 @@ def test_concurrent_senders_deliver_each_message_once(app, smtp, separate_apps):
                 barrier.wait()
                 total = {"sent": 0, "retry": 0, "failed": 0}
                 # Small batches, so the senders keep racing for the same rows.
-                while counts := outbox.send_due(limit=3):
+                while counts := delivery.send_due(limit=3):
                     if not any(counts.values()):
                         break
                     total = {k: total[k] + counts[k] for k in total}
@@ -370,7 +371,7 @@ def test_lost_claims_count_as_attempts_and_end_parked(app, smtp):
 def test_a_batch_gives_back_what_it_cannot_send_within_half_its_lease(app, smtp):
     queue(app, 3)
     with app.app_context():
-        assert outbox.send_due() == {"sent": 0, "retry": 0, "failed": 0}
+        assert delivery.send_due() == {"sent": 0, "retry": 0, "failed": 0}
     assert [(r.status, r.claimed_at, r.attempts) for r in rows(app)] == [("pending", None, 0)] * 3
     assert smtp.messages == []
 
@@ -406,7 +407,7 @@ def test_send_due_that_raises_leaves_nothing_in_sending(app, backend, server):
     _fail_recording_for(app, backend, "bad1@example.com", True)
     try:
         with app.app_context(), pytest.raises(sa.exc.DBAPIError):
-            outbox.send_due()
+            delivery.send_due()
     finally:
         _fail_recording_for(app, backend, "bad1@example.com", False)
     assert [(r.status, r.attempts) for r in rows(app)] == [
@@ -421,7 +422,7 @@ def test_smtp_connection_times_out_and_the_row_is_kept(app, smtp, blackhole):
     queue(app, 2)
     started = time.monotonic()
     with app.app_context():
-        assert outbox.send_due() == {"sent": 0, "retry": 2, "failed": 0}
+        assert delivery.send_due() == {"sent": 0, "retry": 2, "failed": 0}
     assert time.monotonic() - started < 3
     assert all(r.status == "pending" and "timed out" in r.last_error for r in rows(app))
     app.config["MAIL_PORT"] = smtp.port
@@ -436,7 +437,7 @@ def test_logs_and_errors_hold_no_body_token_or_code(app, client, server, caplog)
     register(client)
     with caplog.at_level(logging.DEBUG):
         with app.app_context():
-            assert outbox.send_due()["retry"] == 1
+            assert delivery.send_due()["retry"] == 1
         server.recorder.reply = None
         assert send(app)["sent"] == 1
     link, token, code = confirmation(server.messages[0])

@@ -13,6 +13,7 @@ import threading
 import weakref
 
 from ..extensions import db
+from . import delivery
 from . import outbox
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ _apps: weakref.WeakSet = weakref.WeakSet()  # apps that ran a dispatcher in this
 def _drain(stop: threading.Event) -> None:
     """Send batches while full ones keep coming; stop at the first sign of SMTP trouble."""
     while not stop.is_set():
-        counts = outbox.send_due(stop=stop)
+        counts = delivery.send_due(stop=stop)
         if counts["retry"] or sum(counts.values()) < outbox.BATCH_SIZE:
             return
 

@@ -51,8 +51,8 @@ from itsdangerous import URLSafeTimedSerializer
 import config
 from regapp import create_app
 from regapp.core import confirmation as core_confirmation
+from regapp.core import delivery
 from regapp.core import jwt_tokens
-from regapp.core import outbox
 from regapp.core import registration
 from regapp.core import tokens
 from regapp.core.mail import confirmation_link
@@ -459,7 +459,7 @@ def test_f8_smtp_auth_failure(app, client, runner, caplog, auth_failing_smtp):
     app.config["MAIL_PORT"] = auth_failing_smtp.port
     register(client, "sm")
     with app.app_context():
-        assert outbox.send_due()["retry"] == 1
+        assert delivery.send_due()["retry"] == 1
         row = db.session.scalars(sa.select(OutboxMessage)).one()
         body, error, status = row.body_text, row.last_error, row.status
     assert status == "pending" and error.startswith(("SMTPAuthenticationError",
@@ -693,7 +693,7 @@ def send_one(app, client, server, name):
     app.config["MAIL_PORT"] = server.port
     register(client, name)
     with app.app_context():
-        counts = outbox.send_due()  # one pass: tests retry at once (MAIL_RETRY_BASE=0)
+        counts = delivery.send_due()  # one pass: tests retry at once (MAIL_RETRY_BASE=0)
         row = db.session.scalars(sa.select(OutboxMessage)).one()
         return counts, row.status, row.last_error or ""
 
@@ -723,7 +723,7 @@ def test_f11_trusted_certificate_is_verified_with_its_host_name(
     assert status == "pending" and "SSLCertVerificationError" in error
     app.config["MAIL_SERVER"] = "127.0.0.1"
     with app.app_context():  # retried at once (MAIL_RETRY_BASE=0 in tests)
-        assert outbox.send_due()["sent"] == 1
+        assert delivery.send_due()["sent"] == 1
     assert starttls_smtp.handler.encrypted == [True]
 
 

@@ -1,0 +1,188 @@
+"""Outbox delivery: connect, build and send what the queue says is due.
+
+A failed message closes the connection (the next one reconnects), so one
+poisoned message never blocks the rest of a batch; no transaction stays open
+across SMTP I/O.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import functools
+import smtplib
+import socket
+import ssl
+import threading
+import time
+from email.message import EmailMessage
+from email.utils import formatdate
+
+from flask import current_app
+
+from ..extensions import db
+from ..models import OutboxMessage
+from . import outbox
+from .outbox import BATCH_SIZE
+from .outbox import PermanentFailure
+
+# CRLF line ends; 7bit so non-ASCII bodies are encoded for servers without 8BITMIME.
+MIME_POLICY = email.policy.SMTP.clone(cte_type="7bit")
+
+
+@functools.cache
+def _ehlo_name() -> str:
+    # smtplib would look this up again for every connection.
+    return socket.getfqdn()
+
+
+def _connect() -> smtplib.SMTP:
+    """An SMTP connection with a socket timeout and verified TLS (Flask-Mail has neither)."""
+    cfg = current_app.config
+    timeout = cfg["MAIL_TIMEOUT"]
+    context = ssl.create_default_context()
+    if not cfg["MAIL_TLS_VERIFY"]:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if cfg["MAIL_USE_SSL"]:
+        host = smtplib.SMTP_SSL(cfg["MAIL_SERVER"], cfg["MAIL_PORT"], _ehlo_name(),
+                                timeout=timeout, context=context)
+    else:
+        host = smtplib.SMTP(cfg["MAIL_SERVER"], cfg["MAIL_PORT"], _ehlo_name(),
+                            timeout=timeout)
+    try:
+        if cfg["MAIL_USE_TLS"]:
+            host.starttls(context=context)
+        if cfg["MAIL_USERNAME"] and cfg["MAIL_PASSWORD"]:
+            host.login(cfg["MAIL_USERNAME"], cfg["MAIL_PASSWORD"])
+    except BaseException:
+        host.close()
+        raise
+    return host
+
+
+def _disconnect(host: smtplib.SMTP, polite: bool = True) -> None:
+    try:
+        if polite:
+            host.quit()
+    except Exception:  # noqa: BLE001 - the connection is being discarded anyway
+        pass
+    finally:
+        host.close()
+
+
+def _build(row: OutboxMessage) -> bytes:
+    """The message as sent; anything that can't be built now never will be."""
+    try:
+        row.to_addr.encode("ascii")
+        msg = EmailMessage(policy=MIME_POLICY)
+        # The email package refuses CR/LF in header values: no header injection.
+        msg["Subject"] = row.subject
+        msg["From"] = outbox.sender()
+        msg["To"] = row.to_addr
+        msg["Date"] = formatdate(localtime=True)
+        msg["Message-ID"] = row.message_id  # one Message-ID across every retry
+        msg.set_content(row.body_text, cte=_transfer_encoding(row.body_text))
+        if row.body_html:
+            msg.add_alternative(row.body_html, subtype="html",
+                                cte=_transfer_encoding(row.body_html))
+        return msg.as_bytes()
+    except (ValueError, TypeError, UnicodeError) as exc:
+        raise PermanentFailure(f"message can't be built: {type(exc).__name__}") from None
+
+
+def _transfer_encoding(text: str) -> str:
+    """Plain 7bit when the text allows it, so the link and code read as-is in the raw
+    message; quoted-printable for non-ASCII text or lines over SMTP's 998 limit."""
+    if text.isascii() and all(len(line) <= 998 for line in text.splitlines()):
+        return "7bit"
+    return "quoted-printable"
+
+
+def _is_permanent(exc: Exception) -> bool:
+    """True when ``exc`` means this message will never be accepted (RFC 5321 5yz)."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in exc.recipients.values())
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return exc.smtp_code >= 500
+    return False
+
+
+def send_due(limit: int = BATCH_SIZE, stop: threading.Event | None = None) -> dict[str, int]:
+    """Claim and deliver what is due now; return counts by outcome.
+
+    A failed message closes the connection (the next one reconnects), so one
+    poisoned message never blocks the rest of the batch. If this raises, the
+    claims it still holds are released, never left in ``sending``. Once ``stop``
+    is set the batch ends after the message in hand and gives the rest back.
+    """
+    counts = {"sent": 0, "retry": 0, "failed": 0}
+    todo = outbox.claim_due(limit)
+    accepted: list[int] = []  # the SMTP server said 250; "sent" not yet recorded
+    host = None
+    # Give back what is left before the lease runs out, or another sender re-sends it.
+    deadline = time.monotonic() + current_app.config["MAIL_CLAIM_LEASE"] / 2
+    try:
+        # A worker shutting down (SIGTERM, --max-requests) waits only seconds for this
+        # thread; claims it still held would wait out MAIL_CLAIM_LEASE.
+        while todo and time.monotonic() < deadline and not (stop and stop.is_set()):
+            row = db.session.get(OutboxMessage, todo[0], populate_existing=True)
+            if row is None:  # deleted by an operator meanwhile
+                todo.pop(0)
+                continue
+            try:
+                data, to_addr = _build(row), row.to_addr
+                # No transaction stays open across SMTP I/O: a slow SMTP server
+                # must never hold database locks that registrations wait for.
+                db.session.rollback()
+                if host is None:
+                    host = _connect_or_defer(todo, counts)
+                    if host is None:
+                        break
+                host.sendmail(outbox.sender(), [to_addr], data)
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded
+                if host is not None:
+                    _disconnect(host, polite=False)
+                    host = None
+                permanent = isinstance(exc, PermanentFailure) or _is_permanent(exc)
+                counts[_outcome(outbox.record_failure(row, exc, permanent))] += 1
+                todo.pop(0)
+                continue
+            accepted.append(todo.pop(0))
+            outbox.mark_sent(accepted)
+            accepted.clear()
+            counts["sent"] += 1
+    finally:
+        if host is not None:
+            _disconnect(host)
+        if todo or accepted:
+            outbox.release(todo, accepted)
+    return counts
+
+
+def _connect_or_defer(todo: list[int], counts: dict) -> smtplib.SMTP | None:
+    """Connect; if the server is unreachable, every message left missed this try."""
+    try:
+        return _connect()  # the caller holds no transaction during the connect
+    except Exception as exc:  # noqa: BLE001 - recorded on each row
+        while todo:
+            row = db.session.get(OutboxMessage, todo[0])
+            if row is not None:
+                counts[_outcome(outbox.record_failure(row, exc, permanent=False))] += 1
+            todo.pop(0)
+        return None
+
+
+def _outcome(status: str) -> str:
+    return "failed" if status == "failed" else "retry"
+
+
+def send_all_due(max_batches: int = 1000) -> dict[str, int]:
+    """Run ``send_due`` until nothing due is left (operator command, tests)."""
+    total = {"sent": 0, "retry": 0, "failed": 0}
+    for _ in range(max_batches):
+        counts = send_due()
+        for key, value in counts.items():
+            total[key] += value
+        if not any(counts.values()):
+            break
+    return total
