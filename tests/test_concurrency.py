@@ -11,7 +11,6 @@ from sqlalchemy import select
 from sqlalchemy import update
 
 from regapp.core import confirmation
-
 from regapp.core import registration
 from regapp.core.errors import RegappError
 from regapp.core.passwords import DjangoPolicy

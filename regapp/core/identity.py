@@ -53,7 +53,14 @@ def email_key(email: str) -> str:
     return username_key(email)
 
 
-def normalize_email(email: str, *, check_deliverability: bool = False, resolver=None):
+class NormalizedEmail(str):
+    """An address as ``normalize_email`` returned it: the core does not normalise it again."""
+
+    __slots__ = ()
+
+
+def normalize_email(email: str, *, check_deliverability: bool = False,
+                    resolver=None) -> NormalizedEmail:
     """Return the address as it will be stored; raise ``FieldErrors`` for ``email``.
 
     Only ASCII addresses are accepted: SMTP without SMTPUTF8 can't deliver
@@ -63,16 +70,28 @@ def normalize_email(email: str, *, check_deliverability: bool = False, resolver=
         raise FieldErrors(
             [FieldError("email", "max_length", {"max_length": EMAIL_MAX_LENGTH})]
         )
-    kwargs = {"check_deliverability": check_deliverability}
-    if resolver is not None:
-        kwargs["dns_resolver"] = resolver
-    elif check_deliverability:
-        # Bounded wait: a slow DNS server must not hold a worker for 15 s.
-        kwargs["timeout"] = DNS_TIMEOUT_SECONDS
     try:
-        info = validate_email(email, allow_smtputf8=False, **kwargs)
-    except EmailUndeliverableError:
-        raise FieldErrors([FieldError("email", "undeliverable")]) from None
+        info = validate_email(email, allow_smtputf8=False, check_deliverability=False)
     except EmailNotValidError:
         raise FieldErrors([FieldError("email", "invalid")]) from None
-    return info.ascii_email or info.normalized
+    normalized = NormalizedEmail(info.ascii_email or info.normalized)
+    if check_deliverability:
+        check_deliverable(normalized, resolver=resolver)
+    return normalized
+
+
+def check_deliverable(email: NormalizedEmail, *, resolver=None) -> None:
+    """Check in DNS that a normalised address's domain takes mail (MX, else A/AAAA).
+
+    :raises FieldErrors: ``undeliverable`` for ``email``.
+    """
+    # Lazy: dns.resolver is slow to import and only needed when checking.
+    from email_validator.deliverability import validate_email_deliverability  # noqa: PLC0415
+
+    domain = email.rpartition("@")[2]
+    # Bounded wait: a slow DNS server must not hold a worker for 15 s.
+    timeout = None if resolver is not None else DNS_TIMEOUT_SECONDS
+    try:
+        validate_email_deliverability(domain, domain, timeout=timeout, dns_resolver=resolver)
+    except EmailUndeliverableError:
+        raise FieldErrors([FieldError("email", "undeliverable")]) from None

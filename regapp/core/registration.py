@@ -18,6 +18,8 @@ from ..models import utcnow
 from . import tokens
 from .errors import FieldError
 from .errors import FieldErrors
+from .identity import NormalizedEmail
+from .identity import check_deliverable
 from .identity import check_username
 from .identity import email_key
 from .identity import normalize_email
@@ -43,7 +45,8 @@ def register(data: dict, *, policy, account_type: str = "customer",
     """Create an account and queue its confirmation email in the same transaction.
 
     ``data`` holds canonical fields (``email``, ``password``, optional
-    ``username`` and profile fields), already shape-checked by the caller.
+    ``username`` and profile fields), already shape-checked by the caller. An ``email``
+    the profile's field already normalised is not normalised again.
 
     :raises FieldErrors: codes ``invalid``/``undeliverable`` (email),
         ``unique`` (email, username), the policy's password codes.
@@ -110,7 +113,7 @@ def taken(data: dict) -> list[FieldError]:
     ekey = None
     if isinstance(email, str) and email:
         try:
-            ekey = email_key(normalize_email(email))
+            ekey = email_key(_normalized(email))
         except FieldErrors:
             pass
     return [FieldError(name, "unique") for name in _taken_fields(ekey, ukey)]
@@ -132,12 +135,19 @@ def send_confirmation(user: User) -> None:
     queue_confirmation(user, tokens.make_confirm_token(user), code)
 
 
+def _normalized(email: str) -> NormalizedEmail:
+    """The address as stored: the email field hands it over normalised, else normalise it."""
+    return email if isinstance(email, NormalizedEmail) else normalize_email(email)
+
+
 def _checked_email(raw: str, resolver=None) -> str:
-    check = current_app.config["EMAIL_CHECK_DELIVERABILITY"]
-    if resolver is None:
-        # An app-injected dnspython-style resolver (tests use a fake: no network).
-        resolver = current_app.extensions.get("regapp.dns_resolver")
-    return normalize_email(raw, check_deliverability=check, resolver=resolver)
+    email = _normalized(raw)
+    if current_app.config["EMAIL_CHECK_DELIVERABILITY"]:
+        if resolver is None:
+            # An app-injected dnspython-style resolver (tests use a fake: no network).
+            resolver = current_app.extensions.get("regapp.dns_resolver")
+        check_deliverable(email, resolver=resolver)
+    return str(email)  # a plain str for the model
 
 
 def _taken_fields(ekey: str | None, ukey: str | None) -> list[str]:

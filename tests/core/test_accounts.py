@@ -11,9 +11,7 @@ from sqlalchemy import select
 from sqlalchemy import update
 
 from regapp.core import confirmation
-
 from regapp.core import operators
-
 from regapp.core import outbox
 from regapp.core import registration
 from regapp.core import tokens

@@ -6,10 +6,12 @@ import pytest
 from sqlalchemy import func
 from sqlalchemy import select
 
+from regapp.auth.profiles.base import Email
 from regapp.core import confirmation
-
+from regapp.core import identity
 from regapp.core import registration
 from regapp.core.errors import FieldErrors
+from regapp.core.identity import NormalizedEmail
 from regapp.core.identity import email_key
 from regapp.core.identity import normalize_email
 from regapp.core.identity import username_key
@@ -172,3 +174,26 @@ def test_mail_goes_to_the_stored_address(app, deliver, smtp):
                                            "mike@xn--xample-o9a.org"]
     assert [rcpts for _, rcpts in smtp.recorder.envelopes] == [
         ["Mike@example.org"], ["Mike@example.org"], ["mike@xn--xample-o9a.org"]]
+
+
+def test_the_email_field_hands_over_the_normalised_address():
+    value = Email().deserialize(" Mike@Example.Org ")
+    assert value == "Mike@example.org" and isinstance(value, NormalizedEmail)
+
+
+def test_the_core_normalises_once(app, monkeypatch):
+    normalized = normalize_email("Mike@Example.Org")
+    calls = []
+    monkeypatch.setattr(identity, "validate_email", lambda *a, **kw: calls.append(a))
+    with app.app_context():
+        user = register(normalized, "mike")
+        assert user.email == "Mike@example.org" and type(user.email) is str
+    assert calls == []  # not parsed again
+
+
+def test_the_core_normalises_raw_input(app):
+    with app.app_context():
+        assert register("Mike@Example.Org", "mike").email == "Mike@example.org"
+        with pytest.raises(FieldErrors) as exc:
+            register("not an address", "other")
+        assert exc.value.codes() == {"email": ["invalid"]}

@@ -64,7 +64,8 @@ class Text(fields.String):
 
 
 class Email(Text):
-    """An email address, syntax-checked without DNS (the core may check deliverability)."""
+    """An email address, syntax-checked without DNS and handed on normalised (the core
+    may check deliverability)."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 254)
@@ -74,7 +75,7 @@ class Email(Text):
         value = super()._deserialize(value, attr, data, **kwargs)
         if value:
             try:
-                normalize_email(value)
+                value = normalize_email(value)
             except FieldErrors as exc:
                 raise ValidationError(exc.errors[0].code) from None
         return value
