@@ -92,8 +92,7 @@ class Config:
     MAIL_USERNAME = Env("MAIL_USERNAME", None, as_str)
     MAIL_PASSWORD = Env("MAIL_PASSWORD", None, as_str)
     MAIL_DEFAULT_SENDER = Env("MAIL_DEFAULT_SENDER", "regapp <no-reply@localhost>")
-    MAIL_SUPPRESS_SEND = False
-    # Flask-Mail sets no socket timeout and does not verify TLS certificates;
+    # smtplib's defaults set no socket timeout and do not verify TLS certificates;
     # regapp's outbox connection adds both.
     MAIL_TIMEOUT = Env("MAIL_TIMEOUT", 30, as_int)
     MAIL_TLS_VERIFY = Env("MAIL_TLS_VERIFY", True, as_bool)

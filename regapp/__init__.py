@@ -9,7 +9,6 @@ from flask import Flask
 from . import cli
 from . import models  # noqa: F401 - models must be imported for migrations
 from .extensions import db
-from .extensions import mail
 from .extensions import migrate
 
 
@@ -68,7 +67,6 @@ def register_extensions(app: Flask) -> None:
     database.init_app(app)
     db.init_app(app)
     migrate.init_app(app, db, render_as_batch=True, compare_type=True)
-    mail.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

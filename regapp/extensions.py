@@ -1,6 +1,5 @@
 """Extension objects, unbound; ``create_app`` initialises each one."""
 
-from flask_mail import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
@@ -23,6 +22,5 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
-mail = Mail()
 # No module-level Limiter: Flask-Limiter keeps storage, on/off and key prefix per
 # init_app, so one shared by several apps mixes them; regapp.auth.limits makes one per app.

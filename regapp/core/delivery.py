@@ -36,7 +36,7 @@ def _ehlo_name() -> str:
 
 
 def _connect() -> smtplib.SMTP:
-    """An SMTP connection with a socket timeout and verified TLS (Flask-Mail has neither)."""
+    """An SMTP connection with a socket timeout and verified TLS (smtplib's defaults: neither)."""
     cfg = current_app.config
     timeout = cfg["MAIL_TIMEOUT"]
     context = ssl.create_default_context()

@@ -41,12 +41,6 @@ class FieldErrors(RegappError):
             out.setdefault(err.field, []).append(err.code)
         return out
 
-    def has(self, field_name: str, code: str | None = None) -> bool:
-        return any(
-            e.field == field_name and (code is None or e.code == code)
-            for e in self.errors
-        )
-
 
 class TokenInvalid(RegappError):
     """The token is malformed, tampered with, for another purpose or another address."""
@@ -88,9 +82,3 @@ class InvalidCredentials(RegappError):
     """Login failed: unknown account or wrong password (one answer for both)."""
 
     code = "invalid_credentials"
-
-
-class ServiceUnavailable(RegappError):
-    """The database is unreachable or busy; the client should retry."""
-
-    code = "unavailable"
