@@ -32,7 +32,6 @@ from functools import partial
 from flask import Response
 from flask import current_app
 from flask import g
-from flask import jsonify
 from flask import request
 from flask_limiter import Limit
 from flask_limiter import Limiter
@@ -146,18 +145,20 @@ def _message() -> str:
 
 
 def _on_breach(limit) -> Response:
-    """Log the breach and carry ``Retry-After``; profiles render their own 429 body."""
+    """Log the breach and carry ``Retry-After``; profiles render their own 429 body.
+
+    The HTML body is the browser page's, which has no handler of its own; under
+    /api/ every HTTP error goes through a profile's ``http_error``, which keeps
+    only the ``Retry-After`` of this response.
+    """
     seconds = _retry_after(limit)
     g._regapp_retry_after = seconds
     current_app.logger.warning(
         "rate limit %s exceeded: %s %s from %s", limit.limit, request.method,
         request.endpoint, client_ip())
-    if request.path == "/api" or request.path.startswith("/api/"):
-        response = jsonify(detail=_message())
-    else:  # the browser page; no handler of its own renders HTTP errors
-        response = Response(
-            "<!doctype html><title>Too many requests</title>"
-            f"<p>{escape(_message())}</p>", content_type="text/html; charset=utf-8")
+    response = Response(
+        "<!doctype html><title>Too many requests</title>"
+        f"<p>{escape(_message())}</p>", content_type="text/html; charset=utf-8")
     response.status_code = 429
     response.headers["Retry-After"] = str(seconds)
     return response
