@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
+from flask import Blueprint
 from flask import current_app
 from flask import jsonify
 from flask import request
@@ -21,6 +23,7 @@ from ...core.errors import FieldError
 from ...core.errors import FieldErrors
 from ...core.identity import normalize_email
 from ...http import request_id
+from ..payload import MalformedBody
 from ..payload import read_payload
 
 log = logging.getLogger(__name__)
@@ -93,6 +96,14 @@ def parse_code(code: str) -> tuple[str, dict]:
     return (name, {name: int(arg)}) if arg else (name, {})
 
 
+def lookup(catalog: dict, field: str, code: str, params: dict, default: str,
+           **names) -> str:
+    """A catalog's text for one field error: ``field.code``, then ``code``, then
+    ``default``, formatted with the error's parameters and ``names``."""
+    template = catalog.get(f"{field}.{code}") or catalog.get(code) or default
+    return template.format(**names, **params)
+
+
 def _field_errors(schema: Schema, messages: dict) -> list[FieldError]:
     """marshmallow's ``{wire name: [code]}`` as canonical ``FieldError``s."""
     canonical = {f.data_key or name: name for name, f in schema.fields.items()}
@@ -137,7 +148,27 @@ class Profile:
     def field_errors(self, exc: FieldErrors):
         raise NotImplementedError
 
+    # status -> text (may use {method}, {mimetype}, {retry_after}), and its fallback
+    http_texts: dict[int, str] = {}
+    http_default = "Request failed."
+
     def http_error(self, exc: HTTPException):
+        """Any HTTP-level error: the malformed-body hook, or the status's text rendered."""
+        if isinstance(exc, MalformedBody):
+            return self.malformed(exc)
+        status = exc.code or 500
+        headers = http_headers(exc)
+        text = self.http_texts.get(status, self.http_default).format(
+            method=request.method, mimetype=request.mimetype,
+            retry_after=headers.get("Retry-After", "a few"),
+        )
+        return self.render_http_error(exc, status, text, headers)
+
+    def malformed(self, exc: MalformedBody):
+        """A body that is not JSON, or not a JSON object."""
+        raise NotImplementedError
+
+    def render_http_error(self, exc: HTTPException, status: int, text: str, headers: dict):
         raise NotImplementedError
 
     def registered(self, result: accounts.Registration):
@@ -204,3 +235,29 @@ def _rollback():
 def register_errors(bp, profile: Profile) -> None:
     """Bind one catch-all handler to a profile blueprint (class-based, never per code)."""
     bp.register_error_handler(Exception, lambda exc: handle_exception(profile, exc))
+
+
+def blueprint(profile: Profile, import_name: str, **kwargs) -> Blueprint:
+    """The profile's blueprint, named after it, every error rendered in its format."""
+    bp = Blueprint(profile.name, import_name, **kwargs)
+    register_errors(bp, profile)
+    return bp
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    """What a profile module declares about itself, as its module-level ``PROFILE``.
+
+    ``prefixes``: the paths (under ``/api``) whose routing errors (404, 405, 413,
+    415) are rendered in this profile's format. ``shared``: always mounted, never
+    named in ``REGAPP_PROFILES``, and the format of routing errors no profile claims.
+    """
+
+    profile: Profile
+    blueprint: Blueprint
+    prefixes: tuple[str, ...] = ()
+    shared: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
