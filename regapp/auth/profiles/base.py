@@ -23,6 +23,7 @@ from ...core.errors import FieldError
 from ...core.errors import FieldErrors
 from ...core.identity import normalize_email
 from ...http import request_id
+from .. import limits
 from ..payload import MalformedBody
 from ..payload import read_payload
 
@@ -129,6 +130,10 @@ class Profile:
     def wire(self, field: str) -> str:
         return self.wire_names.get(field, field)
 
+    def read(self, schema: Schema | None = None) -> dict:
+        """The request body, validated against ``schema`` (see ``load``)."""
+        return self.load(read_payload(), schema)
+
     def load(self, payload: dict, schema: Schema | None = None) -> dict:
         """Validate the shape of ``payload`` against ``schema`` (default: the
         registration schema); return canonical data or raise FieldErrors."""
@@ -177,12 +182,23 @@ class Profile:
     # -- the generic view ------------------------------------------------------
     def register_view(self):
         """Parse, call the one registration core, render."""
-        data = self.load(read_payload())
+        data = self.read()
         result = accounts.register(
             data, policy=self.policy, account_type=self.account_type,
             issue_api_token=self.issue_api_token,
         )
         return self.registered(result)
+
+
+def account(user) -> dict:
+    """Who the account is, as the profiles that show it to its owner begin its body."""
+    return {
+        "id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "first_name": user.first_name or "",
+        "last_name": user.last_name or "",
+    }
 
 
 def unavailable() -> HTTPException:
@@ -237,11 +253,27 @@ def register_errors(bp, profile: Profile) -> None:
     bp.register_error_handler(Exception, lambda exc: handle_exception(profile, exc))
 
 
-def blueprint(profile: Profile, import_name: str, **kwargs) -> Blueprint:
-    """The profile's blueprint, named after it, every error rendered in its format."""
+def blueprint(profile: Profile, import_name: str, register: str | None = None,
+              endpoint: str = "register", **kwargs) -> Blueprint:
+    """The profile's blueprint, named after it, every error rendered in its format;
+    with ``register``, the rule of its registration route (``POST``, the generic view)."""
     bp = Blueprint(profile.name, import_name, **kwargs)
     register_errors(bp, profile)
+    if register is not None:
+        def view():
+            return profile.register_view()
+        view.__doc__ = f"Register a user ({profile.name} profile)."
+        route(bp, register, limits.REGISTRATION, endpoint=endpoint)(view)
     return bp
+
+
+def route(bp: Blueprint, rule: str, purpose: str | None, methods=("POST",), **options):
+    """``bp.route`` that also declares the route's rate-limit purpose (limits.py)."""
+    def add(view):
+        if purpose is not None:
+            limits.declare(purpose)(view)
+        return bp.route(rule, methods=list(methods), **options)(view)
+    return add
 
 
 @dataclass(frozen=True)

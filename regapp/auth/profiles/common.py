@@ -7,11 +7,12 @@ from .. import limits
 from ..credentials import CHALLENGE
 from ..credentials import Unauthenticated
 from ..credentials import current_user
-from ..payload import read_payload
 from .base import Email
 from .base import ProfileSchema
+from .base import account
 from .base import ProfileSpec
 from .base import blueprint
+from .base import route
 from .django_rules import DetailProfile
 
 RESEND_ACCEPTED = ("If this address is registered and not yet confirmed, "
@@ -31,16 +32,15 @@ bp = blueprint(profile, __name__)
 resend_schema = ResendSchema()
 
 
-@bp.post("/resend-confirmation/", endpoint="resend_confirmation")
-@limits.declare(limits.RESEND)
+@route(bp, "/resend-confirmation/", limits.RESEND, endpoint="resend_confirmation")
 def resend_confirmation():
     """Queue a new confirmation email; the answer never says whether the address exists."""
-    data = profile.load(read_payload(), resend_schema)
+    data = profile.read(resend_schema)
     accounts.resend_confirmation(data["email"])
     return profile.json({"detail": RESEND_ACCEPTED}, 202)
 
 
-@bp.get("/users/me", endpoint="me")
+@route(bp, "/users/me", None, methods=("GET",), endpoint="me")
 def me():
     """The caller's account, for a Bearer access JWT or an envelope api_token."""
     try:
@@ -52,15 +52,8 @@ def me():
 
 def me_body(user) -> dict:
     """The account as its owner sees it; no secrets, no hashes."""
-    return {
-        "id": user.id,
-        "username": user.username,
-        "email": user.email,
-        "first_name": user.first_name or "",
-        "last_name": user.last_name or "",
-        "account_type": user.account_type,
-        "is_email_confirmed": bool(user.is_email_confirmed),
-    }
+    return {**account(user), "account_type": user.account_type,
+            "is_email_confirmed": bool(user.is_email_confirmed)}
 
 
 # Always mounted; routing errors under /api/ that no profile claims are rendered here.

@@ -14,6 +14,7 @@ from .. import limits
 from ..payload import single
 from .base import ProfileSpec
 from .base import blueprint
+from .base import route
 from .django_rules import FIELD_MESSAGES
 from .django_rules import PASSWORD_MESSAGES
 from .django_rules import DetailProfile
@@ -74,18 +75,10 @@ def user_body(user) -> dict:
 
 
 profile = DrfProfile()
-bp = blueprint(profile, __name__)
+bp = blueprint(profile, __name__, register="/register/")
 
 
-@bp.post("/register/", endpoint="register")
-@limits.declare(limits.REGISTRATION)
-def register():
-    """Register a user (seed 000)."""
-    return profile.register_view()
-
-
-@bp.get("/confirm-email/", endpoint="confirm_email")
-@limits.declare(limits.CONFIRMATION)
+@route(bp, "/confirm-email/", limits.CONFIRMATION, methods=("GET",), endpoint="confirm_email")
 def confirm_email():
     """Confirm an address with the emailed token (``token_id``)."""
     if request.method == "HEAD":  # a HEAD (link scanner) never changes state

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from ...core.errors import FieldErrors
 from ...core.passwords import DjangoPolicy
-from .. import limits
 from .base import Email
 from .base import Profile
 from .base import ProfileSpec
@@ -172,14 +171,8 @@ def _password_message(err) -> str:
 
 
 profile = EnvelopeProfile()
-bp = blueprint(profile, __name__, url_prefix="/v1")
-
-
-@bp.post("/user/register", endpoint="register")
-@limits.declare(limits.REGISTRATION)
-def register():
-    """Register a customer account and hand out its api_token once (seed 001)."""
-    return profile.register_view()
+# Registers a customer account and hands out its api_token once (seed 001).
+bp = blueprint(profile, __name__, register="/user/register", url_prefix="/v1")
 
 
 PROFILE = ProfileSpec(profile, bp, prefixes=("/api/v1/",))

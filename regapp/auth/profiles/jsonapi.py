@@ -22,6 +22,7 @@ from .base import ProfileSchema
 from .base import ProfileSpec
 from .base import Text
 from .base import blueprint
+from .base import route
 from .base import http_headers
 from .base import lookup
 
@@ -159,18 +160,12 @@ class JsonApiProfile(Profile):
 
 
 profile = JsonApiProfile()
-bp = blueprint(profile, __name__)
+# Sign-up with email, password and password_confirmation (seed 003).
+bp = blueprint(profile, __name__, register="/users/registration", endpoint="registration")
 
 
-@bp.post("/users/registration", endpoint="registration")
-@limits.declare(limits.REGISTRATION)
-def registration():
-    """Sign up with email, password and password_confirmation (seed 003)."""
-    return profile.register_view()
-
-
-@bp.get("/users/verification", endpoint="verification")
-@limits.declare(limits.CONFIRMATION)
+@route(bp, "/users/verification", limits.CONFIRMATION, methods=("GET",),
+       endpoint="verification")
 def verification():
     """Confirm an address with ``email_token`` (seed 003)."""
     if request.method == "HEAD":  # a HEAD (link scanner) never changes state

@@ -27,7 +27,9 @@ from .base import ProfileSchema
 from .base import ProfileSpec
 from .base import Text
 from .base import _field_errors
+from .base import account
 from .base import blueprint
+from .base import route
 from .django_rules import PASSWORD_MESSAGES
 from .django_rules import DetailProfile
 from .django_rules import UserSchema
@@ -103,15 +105,7 @@ class JwtProfile(DetailProfile):
         body = {
             "refresh": refresh,
             "access": access,
-            "user": {
-                "id": user.id,
-                "username": user.username,
-                "email": user.email,
-                "first_name": user.first_name or "",
-                "last_name": user.last_name or "",
-                "number_phone": user.phone,
-                "avatar": None,
-            },
+            "user": {**account(user), "number_phone": user.phone, "avatar": None},
         }
         return self.json(body, 201)
 
@@ -128,20 +122,13 @@ def identifier_aliased(payload: dict) -> dict:
 
 
 profile = JwtProfile()
-bp = blueprint(profile, __name__)
+# Sign-up returns a refresh/access pair with the user (seed 004).
+bp = blueprint(profile, __name__, register="/sign-up/", endpoint="sign_up")
 obtain_schema = ObtainSchema()
 refresh_schema = RefreshSchema()
 
 
-@bp.post("/sign-up/", endpoint="sign_up")
-@limits.declare(limits.REGISTRATION)
-def sign_up():
-    """Register and return a refresh/access pair with the user (seed 004)."""
-    return profile.register_view()
-
-
-@bp.post("/token/", endpoint="token_obtain_pair")
-@limits.declare(limits.TOKEN)
+@route(bp, "/token/", limits.TOKEN, endpoint="token_obtain_pair")
 def token_obtain_pair():
     """simplejwt's TokenObtainPairView: username (or email) and password."""
     data = profile.load(identifier_aliased(read_payload()), obtain_schema)
@@ -153,11 +140,10 @@ def token_obtain_pair():
     return profile.json({"refresh": refresh, "access": access}, 200)
 
 
-@bp.post("/token/refresh/", endpoint="token_refresh")
-@limits.declare(limits.TOKEN)
+@route(bp, "/token/refresh/", limits.TOKEN, endpoint="token_refresh")
 def token_refresh():
     """simplejwt's TokenRefreshView: a new access token, the refresh token unrotated."""
-    data = profile.load(read_payload(), refresh_schema)
+    data = profile.read(refresh_schema)
     try:
         access = jwt_tokens.refresh_access(data["refresh"])
     except (TokenInvalid, TokenExpired):

@@ -17,13 +17,13 @@ from ...core.errors import TooManyAttempts
 from ...core.identity import email_key
 from ...core.passwords import MinLengthPolicy
 from .. import limits
-from ..payload import read_payload
 from .base import Email
 from .base import Profile
 from .base import ProfileSchema
 from .base import ProfileSpec
 from .base import Text
 from .base import blueprint
+from .base import route
 from .base import lookup
 
 INVALID_DATA = "The given data was invalid."
@@ -182,22 +182,15 @@ class ValidationSchema(ProfileSchema):
 
 
 profile = LaravelProfile()
-bp = blueprint(profile, __name__)
+# Registers a guest user (seed 002).
+bp = blueprint(profile, __name__, register="/users/register")
 validation_schema = ValidationSchema()
 
 
-@bp.post("/users/register", endpoint="register")
-@limits.declare(limits.REGISTRATION)
-def register():
-    """Register a guest user (seed 002)."""
-    return profile.register_view()
-
-
-@bp.post("/users/validation", endpoint="validation")
-@limits.declare(limits.CONFIRMATION)
+@route(bp, "/users/validation", limits.CONFIRMATION, endpoint="validation")
 def validation():
     """Confirm an address with ``{email, token}``; token = emailed code or link token."""
-    data = profile.load(read_payload(), validation_schema)
+    data = profile.read(validation_schema)
     email, token = data["email"], data["token"]
     try:
         if tokens.is_code(token):
