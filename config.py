@@ -141,7 +141,10 @@ class Config:
     TRUSTED_PROXY_COUNT = Env("TRUSTED_PROXY_COUNT", 0, as_int)
 
     EMAIL_CHECK_DELIVERABILITY = Env("EMAIL_CHECK_DELIVERABILITY", False, as_bool)
-    REGAPP_PROFILES = Env("REGAPP_PROFILES", "drf,envelope,laravel,jsonapi,jwt", as_list)
+    # Empty: every profile found (regapp/auth/profiles/ and REGAPP_PROFILE_MODULES).
+    REGAPP_PROFILES = Env("REGAPP_PROFILES", "", as_list)
+    # Modules (dotted names) declaring more profiles, each with a module-level PROFILE.
+    REGAPP_PROFILE_MODULES = Env("REGAPP_PROFILE_MODULES", "", as_list)
 
     MAX_CONTENT_LENGTH = Env("MAX_CONTENT_LENGTH", 64 * 1024, as_int)
     # argon2id at the OWASP ASVS 5.0 Appendix C minimum row (t=2, m=19 MiB, p=1).

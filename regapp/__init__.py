@@ -71,15 +71,15 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """The API (`auth`, with the enabled profiles) and the HTML page."""
+    from . import auth
     from . import pages
-    from .auth import create_blueprint
 
-    app.register_blueprint(create_blueprint(app.config["REGAPP_PROFILES"]))
+    auth.init_app(app)
     app.register_blueprint(pages.bp)
 
 
 def register_limits(app: Flask) -> None:
-    """Throttle the registration, confirmation, resend and token routes (by endpoint name)."""
+    """Throttle the registration, confirmation, resend and token routes (by declared purpose)."""
     from .auth import limits
 
     limits.init_app(app)

@@ -6,6 +6,8 @@ from flask import Blueprint
 from flask import render_template
 from flask import request
 
+from .auth import limits
+from .auth.payload import single
 from .core import confirmation
 from .core.errors import AlreadyConfirmed
 from .core.errors import FieldErrors
@@ -16,17 +18,11 @@ from .core.identity import normalize_email
 bp = Blueprint("pages", __name__)
 
 
-def _one(values) -> str:
-    """The single value of a parameter; a repeated one counts as missing (payload.py rule)."""
-    return values[0] if len(values) == 1 else ""
-
-
 @bp.after_request
 def no_leaks(response):
-    """The token is in the URL: no referrer, no caching, nothing from elsewhere."""
-    response.headers["Referrer-Policy"] = "no-referrer"
+    """The token is in the URL: no caching, nothing from elsewhere (Referrer-Policy
+    and nosniff are set app-wide, regapp/http.py)."""
     response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
@@ -37,7 +33,7 @@ def no_leaks(response):
 @bp.get("/confirm-email/")
 def confirm_page():
     """Show the confirm button; a GET (or a mail scanner's prefetch) changes nothing."""
-    token = _one(request.args.getlist("token_id"))
+    token = single(request.args, "token_id") or ""
     state = "ready"
     try:
         user = confirmation.user_for_token(token)
@@ -52,9 +48,10 @@ def confirm_page():
 
 
 @bp.post("/confirm-email/")
+@limits.declare(limits.CONFIRMATION)
 def confirm_submit():
     """Confirm the address and say what happened."""
-    token = _one(request.form.getlist("token_id"))
+    token = single(request.form, "token_id") or ""
     try:
         confirmation.confirm(token)
         state, status = "confirmed", 200
@@ -68,9 +65,10 @@ def confirm_submit():
 
 
 @bp.post("/confirm-email/resend")
+@limits.declare(limits.RESEND)
 def resend():
     """The resend form shown beside a bad or expired link."""
-    email = _one(request.form.getlist("email"))
+    email = single(request.form, "email") or ""
     try:
         email = normalize_email(email)
     except FieldErrors:

@@ -1,13 +1,14 @@
-"""Abuse throttling: Flask-Limiter limits applied by endpoint purpose, one limiter per app.
+"""Abuse throttling: Flask-Limiter limits applied by route purpose, one limiter per app.
 
-Profiles stay unaware of limits: every endpoint is classified by the last
-segment of its name (``auth.<profile>.<name>``, ``pages.<name>``):
+Every route that changes state declares what it is for, next to its route::
 
-- registration: ``register``, ``registration``, ``sign_up``, ``signup``
-- confirmation: ``confirm``, ``confirm_email``, ``confirm_submit``, ``verify``,
-  ``verification``, ``validate``, ``validation``
-- resend: ``resend``, ``resend_confirmation``
-- token: ``token``, ``token_*``, ``*_token``
+    @bp.post("/register/", endpoint="register")
+    @limits.declare(limits.REGISTRATION)
+    def register(): ...
+
+The purposes are ``registration``, ``confirmation``, ``resend`` and ``token``;
+a route that declares none is not throttled (tests/test_route_purposes.py
+fails for any state-changing route without one).
 
 Each purpose has one bucket per client IP shared by all its endpoints, so
 switching profiles buys nothing. Confirmation adds a bucket per normalised
@@ -26,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from functools import lru_cache
 from functools import partial
 
 from flask import Response
@@ -48,12 +48,8 @@ REGISTRATION = "registration"
 CONFIRMATION = "confirmation"
 RESEND = "resend"
 TOKEN = "token"
-NAMES = {
-    REGISTRATION: {"register", "registration", "sign_up", "signup"},
-    CONFIRMATION: {"confirm", "confirm_email", "confirm_submit", "verify", "verification",
-                   "validate", "validation"},
-    RESEND: {"resend", "resend_confirmation"},
-}
+PURPOSES = (REGISTRATION, CONFIRMATION, RESEND, TOKEN)
+PURPOSE_ATTRIBUTE = "regapp_limit_purpose"
 # (purpose, config key, what the bucket is keyed on)
 LIMITS = (
     (REGISTRATION, "RATELIMIT_REGISTRATION", "ip"),
@@ -73,24 +69,29 @@ REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
 MAX_KEY_INPUT = 320
 
 
-@lru_cache(maxsize=512)
-def purpose(endpoint: str | None) -> str | None:
-    """The purpose (``registration``, ``confirmation``, ``resend``, ``token``) of an endpoint."""
+def declare(kind: str):
+    """Decorator: the view is throttled as ``kind`` (one of ``PURPOSES``)."""
+    if kind not in PURPOSES:
+        raise ValueError(f"unknown rate-limit purpose {kind!r}")
+
+    def mark(view):
+        setattr(view, PURPOSE_ATTRIBUTE, kind)
+        return view
+    return mark
+
+
+def purpose(endpoint: str | None, app=None) -> str | None:
+    """The declared purpose of ``endpoint`` in ``app`` (default: the current app)."""
     if not endpoint:
         return None
-    name = endpoint.rsplit(".", 1)[-1]
-    for kind, names in NAMES.items():
-        if name in names:
-            return kind
-    if name == "token" or name.startswith("token_") or name.endswith("_token"):
-        return TOKEN
-    return None
+    app = app or current_app
+    return getattr(app.view_functions.get(endpoint), PURPOSE_ATTRIBUTE, None)
 
 
 def limited_endpoints(app) -> dict[str, str]:
     """``{endpoint: purpose}`` for every route of ``app`` that is throttled."""
-    return {rule.endpoint: purpose(rule.endpoint) for rule in app.url_map.iter_rules()
-            if purpose(rule.endpoint)}
+    return {rule.endpoint: purpose(rule.endpoint, app) for rule in app.url_map.iter_rules()
+            if purpose(rule.endpoint, app)}
 
 
 def client_ip() -> str:

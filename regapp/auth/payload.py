@@ -115,3 +115,12 @@ def _json_type(value) -> str:
     if isinstance(value, (int, float)):
         return type(value).__name__
     return "NoneType" if value is None else type(value).__name__
+
+
+def single(values, name: str) -> str | None:
+    """The one value of query or form parameter ``name``: ``""`` when absent, ``None``
+    when repeated (refused like a repeated body field)."""
+    found = values.getlist(name)
+    if len(found) > 1:
+        return None
+    return found[0] if found else ""

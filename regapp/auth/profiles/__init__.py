@@ -1,29 +1,31 @@
-"""The profile adapters, by name."""
+"""The profile adapters, found by their own declarations.
 
-from . import common
-from . import drf
-from . import envelope
-from . import jsonapi
-from . import jwt
-from . import laravel
+Every module of this package that defines ``PROFILE`` (a ``ProfileSpec``) is a
+profile; ``REGAPP_PROFILE_MODULES`` names more modules, anywhere, to add.
+"""
 
-PROFILES = {
-    "drf": drf,
-    "envelope": envelope,
-    "laravel": laravel,
-    "jsonapi": jsonapi,
-    "jwt": jwt,
-}
-# URL prefixes (under /api) that belong to a profile, for errors raised by routing.
-PATH_PREFIXES = [
-    ("/api/register", "drf"),
-    ("/api/confirm-email", "drf"),
-    ("/api/v1/", "envelope"),
-    ("/api/users/register", "laravel"),
-    ("/api/users/validation", "laravel"),
-    ("/api/users/registration", "jsonapi"),
-    ("/api/users/verification", "jsonapi"),
-    ("/api/sign-up", "jwt"),
-    ("/api/token", "jwt"),
-]
-COMMON = common
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from .base import ProfileSpec
+
+
+def discover(extra_modules=()) -> dict[str, ProfileSpec]:
+    """``{name: spec}`` of this package's profiles, then of ``extra_modules``."""
+    names = [f"{__name__}.{info.name}" for info in pkgutil.iter_modules(__path__)]
+    found: dict[str, ProfileSpec] = {}
+    for module_name in [*names, *extra_modules]:
+        spec = getattr(importlib.import_module(module_name), "PROFILE", None)
+        if not isinstance(spec, ProfileSpec):
+            continue
+        if spec.name in found and found[spec.name] is not spec:
+            raise RuntimeError(f"two profiles are named {spec.name!r}")
+        found[spec.name] = spec
+    return found
+
+
+ALL = discover()
+# The profiles REGAPP_PROFILES can name (every profile that is not shared).
+PROFILES = {name: spec for name, spec in ALL.items() if not spec.shared}

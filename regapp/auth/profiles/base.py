@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
+from flask import Blueprint
 from flask import current_app
 from flask import jsonify
 from flask import request
@@ -21,6 +23,8 @@ from ...core.errors import FieldError
 from ...core.errors import FieldErrors
 from ...core.identity import normalize_email
 from ...http import request_id
+from .. import limits
+from ..payload import MalformedBody
 from ..payload import read_payload
 
 log = logging.getLogger(__name__)
@@ -94,6 +98,14 @@ def parse_code(code: str) -> tuple[str, dict]:
     return (name, {name: int(arg)}) if arg else (name, {})
 
 
+def lookup(catalog: dict, field: str, code: str, params: dict, default: str,
+           **names) -> str:
+    """A catalog's text for one field error: ``field.code``, then ``code``, then
+    ``default``, formatted with the error's parameters and ``names``."""
+    template = catalog.get(f"{field}.{code}") or catalog.get(code) or default
+    return template.format(**names, **params)
+
+
 def _field_errors(schema: Schema, messages: dict) -> list[FieldError]:
     """marshmallow's ``{wire name: [code]}`` as canonical ``FieldError``s."""
     canonical = {f.data_key or name: name for name, f in schema.fields.items()}
@@ -119,6 +131,10 @@ class Profile:
     def wire(self, field: str) -> str:
         return self.wire_names.get(field, field)
 
+    def read(self, schema: Schema | None = None) -> dict:
+        """The request body, validated against ``schema`` (see ``load``)."""
+        return self.load(read_payload(), schema)
+
     def load(self, payload: dict, schema: Schema | None = None) -> dict:
         """Validate the shape of ``payload`` against ``schema`` (default: the
         registration schema); return canonical data or raise FieldErrors."""
@@ -138,7 +154,27 @@ class Profile:
     def field_errors(self, exc: FieldErrors):
         raise NotImplementedError
 
+    # status -> text (may use {method}, {mimetype}, {retry_after}), and its fallback
+    http_texts: dict[int, str] = {}
+    http_default = "Request failed."
+
     def http_error(self, exc: HTTPException):
+        """Any HTTP-level error: the malformed-body hook, or the status's text rendered."""
+        if isinstance(exc, MalformedBody):
+            return self.malformed(exc)
+        status = exc.code or 500
+        headers = http_headers(exc)
+        text = self.http_texts.get(status, self.http_default).format(
+            method=request.method, mimetype=request.mimetype,
+            retry_after=headers.get("Retry-After", "a few"),
+        )
+        return self.render_http_error(exc, status, text, headers)
+
+    def malformed(self, exc: MalformedBody):
+        """A body that is not JSON, or not a JSON object."""
+        raise NotImplementedError
+
+    def render_http_error(self, exc: HTTPException, status: int, text: str, headers: dict):
         raise NotImplementedError
 
     def registered(self, result: registration.Registration):
@@ -147,12 +183,23 @@ class Profile:
     # -- the generic view ------------------------------------------------------
     def register_view(self):
         """Parse, call the one registration core, render."""
-        data = self.load(read_payload())
+        data = self.read()
         result = registration.register(
             data, policy=self.policy, account_type=self.account_type,
             issue_api_token=self.issue_api_token,
         )
         return self.registered(result)
+
+
+def account(user) -> dict:
+    """Who the account is, as the profiles that show it to its owner begin its body."""
+    return {
+        "id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "first_name": user.first_name or "",
+        "last_name": user.last_name or "",
+    }
 
 
 def unavailable() -> HTTPException:
@@ -205,3 +252,45 @@ def _rollback():
 def register_errors(bp, profile: Profile) -> None:
     """Bind one catch-all handler to a profile blueprint (class-based, never per code)."""
     bp.register_error_handler(Exception, lambda exc: handle_exception(profile, exc))
+
+
+def blueprint(profile: Profile, import_name: str, register: str | None = None,
+              endpoint: str = "register", **kwargs) -> Blueprint:
+    """The profile's blueprint, named after it, every error rendered in its format;
+    with ``register``, the rule of its registration route (``POST``, the generic view)."""
+    bp = Blueprint(profile.name, import_name, **kwargs)
+    register_errors(bp, profile)
+    if register is not None:
+        def view():
+            return profile.register_view()
+        view.__doc__ = f"Register a user ({profile.name} profile)."
+        route(bp, register, limits.REGISTRATION, endpoint=endpoint)(view)
+    return bp
+
+
+def route(bp: Blueprint, rule: str, purpose: str | None, methods=("POST",), **options):
+    """``bp.route`` that also declares the route's rate-limit purpose (limits.py)."""
+    def add(view):
+        if purpose is not None:
+            limits.declare(purpose)(view)
+        return bp.route(rule, methods=list(methods), **options)(view)
+    return add
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    """What a profile module declares about itself, as its module-level ``PROFILE``.
+
+    ``prefixes``: the paths (under ``/api``) whose routing errors (404, 405, 413,
+    415) are rendered in this profile's format. ``shared``: always mounted, never
+    named in ``REGAPP_PROFILES``, and the format of routing errors no profile claims.
+    """
+
+    profile: Profile
+    blueprint: Blueprint
+    prefixes: tuple[str, ...] = ()
+    shared: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.profile.name

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
-
 from ...core import confirmation
+from .. import limits
 from ..credentials import CHALLENGE
 from ..credentials import Unauthenticated
 from ..credentials import current_user
-from ..payload import read_payload
 from .base import Email
 from .base import ProfileSchema
-from .base import register_errors
-from .drf import DetailProfile
-from .drf import field_message
+from .base import account
+from .base import ProfileSpec
+from .base import blueprint
+from .base import route
+from .django_rules import DetailProfile
 
 RESEND_ACCEPTED = ("If this address is registered and not yet confirmed, "
                    "a new confirmation email is on its way.")
@@ -22,51 +22,39 @@ RESEND_ACCEPTED = ("If this address is registered and not yet confirmed, "
 class CommonProfile(DetailProfile):
     name = "common"
 
-    def field_errors(self, exc):
-        body: dict[str, list[str]] = {}
-        for err in exc.errors:
-            body.setdefault(err.field, []).append(
-                field_message(err.field, err.code, err.params, {}))
-        return self.json(body, 400)
-
 
 class ResendSchema(ProfileSchema):
     email = Email(required=True)
 
 
 profile = CommonProfile()
-bp = Blueprint("common", __name__)
-register_errors(bp, profile)
+bp = blueprint(profile, __name__)
 resend_schema = ResendSchema()
 
 
-@bp.post("/resend-confirmation/", endpoint="resend_confirmation")
+@route(bp, "/resend-confirmation/", limits.RESEND, endpoint="resend_confirmation")
 def resend_confirmation():
     """Queue a new confirmation email; the answer never says whether the address exists."""
-    data = profile.load(read_payload(), resend_schema)
+    data = profile.read(resend_schema)
     confirmation.resend_confirmation(data["email"])
     return profile.json({"detail": RESEND_ACCEPTED}, 202)
 
 
-@bp.get("/users/me", endpoint="me")
+@route(bp, "/users/me", None, methods=("GET",), endpoint="me")
 def me():
     """The caller's account, for a Bearer access JWT or an envelope api_token."""
     try:
         user = current_user()
     except Unauthenticated as exc:
-        return profile.json(exc.body, 401, {"WWW-Authenticate": CHALLENGE,
-                                            "Cache-Control": "no-store"})
-    return profile.json(me_body(user), 200, {"Cache-Control": "no-store"})
+        return profile.json(exc.body, 401, {"WWW-Authenticate": CHALLENGE})
+    return profile.json(me_body(user), 200)
 
 
 def me_body(user) -> dict:
     """The account as its owner sees it; no secrets, no hashes."""
-    return {
-        "id": user.id,
-        "username": user.username,
-        "email": user.email,
-        "first_name": user.first_name or "",
-        "last_name": user.last_name or "",
-        "account_type": user.account_type,
-        "is_email_confirmed": bool(user.is_email_confirmed),
-    }
+    return {**account(user), "account_type": user.account_type,
+            "is_email_confirmed": bool(user.is_email_confirmed)}
+
+
+# Always mounted; routing errors under /api/ that no profile claims are rendered here.
+PROFILE = ProfileSpec(profile, bp, shared=True)

@@ -25,20 +25,16 @@ invalid, then username, email, password) and ``message`` lists them all.
 
 from __future__ import annotations
 
-from flask import Blueprint
-from flask import request
-
 from ...core.errors import FieldErrors
 from ...core.passwords import DjangoPolicy
-from ..payload import MalformedBody
 from .base import Email
 from .base import Profile
-from .base import ProfileSchema
-from .base import Text
-from .base import http_headers
-from .base import register_errors
-from .drf import PASSWORD_MESSAGES
-from .drf import username_chars
+from .base import ProfileSpec
+from .base import blueprint
+from .base import lookup
+from .django_rules import PASSWORD_MESSAGES
+from .django_rules import UserSchema
+from .django_rules import password_message
 
 REGISTERED = "New user successfully registered"
 MISSING_CODES = {"required", "null", "blank"}
@@ -74,10 +70,8 @@ JSON_TYPES = {"list": "an array", "str": "a string", "bool": "a boolean", "int":
               "float": "a number", "NoneType": "null"}
 
 
-class RegisterSchema(ProfileSchema):
-    username = Text(required=True, max_length=150, validate=username_chars)
+class RegisterSchema(UserSchema):
     email = Email(required=True, data_key="email_address")
-    password = Text(required=True, strip=False, max_length=1024)
 
 
 def aliased(payload: dict) -> dict:
@@ -94,6 +88,8 @@ class EnvelopeProfile(Profile):
     wire_names = {"email": "email_address"}
     policy = DjangoPolicy()
     issue_api_token = True
+    http_texts = HTTP_MESSAGES
+    http_default = "The request failed."
 
     def load(self, payload, schema=None):
         return super().load(aliased(payload), schema)
@@ -120,9 +116,8 @@ class EnvelopeProfile(Profile):
         for err in errors:
             code = _error_code(err)
             if code == -5:
-                template = (INVALID_MESSAGES.get(f"{err.field}.{err.code}")
-                            or INVALID_MESSAGES.get(err.code, INVALID_MESSAGES["invalid"]))
-                sentences.append(template.format(wire=self.wire(err.field), **err.params))
+                sentences.append(lookup(INVALID_MESSAGES, err.field, err.code, err.params,
+                                        INVALID_MESSAGES["invalid"], wire=self.wire(err.field)))
             elif code == -1:
                 sentences.append("Username already exists for a different account.")
             elif code == -2:
@@ -133,20 +128,16 @@ class EnvelopeProfile(Profile):
             sentences.append("Password invalid: " + " ".join(weak))
         return " ".join(sentences)
 
-    def http_error(self, exc):
-        status = exc.code or 500
-        if isinstance(exc, MalformedBody):
-            if exc.code_name == "not_an_object":
-                message = ("The request body must be a JSON object, not "
-                           f"{JSON_TYPES.get(exc.got, exc.got)}.")
-            else:
-                message = f"The request body is not valid JSON ({exc.detail})."
-            return self.envelope(None, message, ERRORS[-6], -6, 400)
-        headers = http_headers(exc)
-        template = HTTP_MESSAGES.get(status, "The request failed.")
-        message = template.format(method=request.method,
-                                  retry_after=headers.get("Retry-After", "a few"))
-        return self.envelope(None, message, exc.name, -status, status, headers)
+    def malformed(self, exc):
+        if exc.code_name == "not_an_object":
+            message = ("The request body must be a JSON object, not "
+                       f"{JSON_TYPES.get(exc.got, exc.got)}.")
+        else:
+            message = f"The request body is not valid JSON ({exc.detail})."
+        return self.envelope(None, message, ERRORS[-6], -6, 400)
+
+    def render_http_error(self, exc, status, text, headers):
+        return self.envelope(None, text, exc.name, -status, status, headers)
 
     def registered(self, result):
         user = result.user
@@ -158,8 +149,7 @@ class EnvelopeProfile(Profile):
             "api_token": result.api_token,
             "account_type": user.account_type,
         }
-        # The api_token is shown once: keep it out of caches.
-        return self.envelope(results, REGISTERED, None, 0, 201, {"Cache-Control": "no-store"})
+        return self.envelope(results, REGISTERED, None, 0, 201)
 
 
 _RANK = {-4: 0, -5: 1, -1: 2, -2: 3, -3: 4}
@@ -176,17 +166,13 @@ def _error_code(err) -> int:
 
 
 def _password_message(err) -> str:
-    if err.code == "max_length":
-        return PASSWORD_MESSAGES["password_too_long"].format(**err.params)
-    return PASSWORD_MESSAGES[err.code].format(**err.params)
+    code = "password_too_long" if err.code == "max_length" else err.code
+    return password_message(code, err.params)
 
 
 profile = EnvelopeProfile()
-bp = Blueprint("envelope", __name__, url_prefix="/v1")
-register_errors(bp, profile)
+# Registers a customer account and hands out its api_token once (seed 001).
+bp = blueprint(profile, __name__, register="/user/register", url_prefix="/v1")
 
 
-@bp.post("/user/register", endpoint="register")
-def register():
-    """Register a customer account and hand out its api_token once (seed 001)."""
-    return profile.register_view()
+PROFILE = ProfileSpec(profile, bp, prefixes=("/api/v1/",))

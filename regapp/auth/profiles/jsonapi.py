@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
 from flask import Response
 from flask import request
 from marshmallow import ValidationError
@@ -14,21 +13,23 @@ from ...core.errors import TokenExpired
 from ...core.errors import TokenInvalid
 from ...core.passwords import PASSWORD_MAX_LENGTH
 from ...core.passwords import MinLengthPolicy
-from ..payload import MalformedBody
+from .. import limits
+from ..payload import single
 from .base import CODES
 from .base import Email
 from .base import Profile
 from .base import ProfileSchema
+from .base import ProfileSpec
 from .base import Text
+from .base import blueprint
+from .base import route
 from .base import http_headers
-from .base import register_errors
+from .base import lookup
 
 MEDIA_TYPE = "application/vnd.api+json; charset=utf-8"
 JSONAPI = {"version": "1.0"}
 INVALID_TOKEN = "Invalid or expired token. Please retry account confirmation"
 ALREADY_VERIFIED = "This user account has already been verified"
-# The token travels in the URL: keep it out of caches and Referer headers.
-NO_LEAK_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 HTTP_TITLES = {
     400: "Bad request",
     401: "Unauthorized",
@@ -62,7 +63,7 @@ POLICY = MinLengthPolicy(6)
 
 def detail(field: str, code: str, params: dict) -> str:
     """Rails' full message: the humanized attribute, then the message."""
-    text = MESSAGES.get(code, MESSAGES["invalid"]).format(**params)
+    text = lookup(MESSAGES, field, code, params, MESSAGES["invalid"])
     return f"{field.replace('_', ' ').capitalize()} {text}"
 
 
@@ -117,6 +118,8 @@ class JsonApiProfile(Profile):
     name = "jsonapi"
     schema = RegisterSchema()
     policy = POLICY
+    http_texts = HTTP_TITLES
+    http_default = "Error"
 
     def json(self, body, status, headers=None):
         response = super().json(body, status, headers)
@@ -130,15 +133,17 @@ class JsonApiProfile(Profile):
         """Accept flat fields or a JSON:API ``{"data": {"attributes": ...}}`` document."""
         return super().load(attributes(payload), schema)
 
-    def http_error(self, exc):
-        status = exc.code or 500
-        title = HTTP_TITLES.get(status, "Error")
-        text = exc.description if status < 500 else title
-        if isinstance(exc, MalformedBody):
-            text = ("Request body must be a JSON object"
-                    if exc.code_name == "not_an_object" else "Malformed JSON body")
+    def malformed(self, exc):
+        text = ("Request body must be a JSON object"
+                if exc.code_name == "not_an_object" else "Malformed JSON body")
+        return self.error(exc.code, HTTP_TITLES[exc.code], text, http_headers(exc))
+
+    def render_http_error(self, exc, status, title, headers):
+        return self.error(status, title, exc.description if status < 500 else title, headers)
+
+    def error(self, status, title, text, headers):
         error = {"status": str(status), "title": title, "detail": text, "source": {}}
-        return self.document([error], status, http_headers(exc))
+        return self.document([error], status, headers)
 
     def field_errors(self, exc):
         errors = []
@@ -155,27 +160,24 @@ class JsonApiProfile(Profile):
 
 
 profile = JsonApiProfile()
-bp = Blueprint("jsonapi", __name__)
-register_errors(bp, profile)
+# Sign-up with email, password and password_confirmation (seed 003).
+bp = blueprint(profile, __name__, register="/users/registration", endpoint="registration")
 
 
-@bp.post("/users/registration", endpoint="registration")
-def registration():
-    """Sign up with email, password and password_confirmation (seed 003)."""
-    return profile.register_view()
-
-
-@bp.get("/users/verification", endpoint="verification")
+@route(bp, "/users/verification", limits.CONFIRMATION, methods=("GET",),
+       endpoint="verification")
 def verification():
     """Confirm an address with ``email_token`` (seed 003)."""
     if request.method == "HEAD":  # a HEAD (link scanner) never changes state
-        return Response("", 200, NO_LEAK_HEADERS, content_type="text/plain; charset=utf-8")
-    # A repeated parameter is refused like a repeated body field (payload.py).
-    values = request.args.getlist("email_token")
-    try:
-        confirmation.confirm(values[0] if len(values) == 1 else "")
+        return Response("", 200, content_type="text/plain; charset=utf-8")
+    try:  # a repeated parameter is refused like a repeated body field (payload.py)
+        confirmation.confirm(single(request.args, "email_token") or "")
     except AlreadyConfirmed:
-        return profile.document([{"user_account": ALREADY_VERIFIED}], 422, NO_LEAK_HEADERS)
+        return profile.document([{"user_account": ALREADY_VERIFIED}], 422)
     except (TokenInvalid, TokenExpired):
-        return profile.document([{"email_token": INVALID_TOKEN}], 422, NO_LEAK_HEADERS)
-    return Response("", 200, NO_LEAK_HEADERS, content_type="text/plain; charset=utf-8")
+        return profile.document([{"email_token": INVALID_TOKEN}], 422)
+    return Response("", 200, content_type="text/plain; charset=utf-8")
+
+
+PROFILE = ProfileSpec(profile, bp, prefixes=("/api/users/registration",
+                                             "/api/users/verification"))

@@ -11,7 +11,6 @@ of the document's 400 examples happen.
 
 from __future__ import annotations
 
-from flask import Blueprint
 from marshmallow import ValidationError
 
 from ...core import jwt_tokens
@@ -22,16 +21,19 @@ from ...core.errors import InvalidCredentials
 from ...core.errors import TokenExpired
 from ...core.errors import TokenInvalid
 from ...core.passwords import DjangoPolicy
+from .. import limits
 from ..payload import read_payload
-from .base import Email
 from .base import ProfileSchema
+from .base import ProfileSpec
 from .base import Text
 from .base import _field_errors
-from .base import register_errors
-from .drf import PASSWORD_MESSAGES
-from .drf import DetailProfile
-from .drf import field_message
-from .drf import username_chars
+from .base import account
+from .base import blueprint
+from .base import route
+from .django_rules import PASSWORD_MESSAGES
+from .django_rules import DetailProfile
+from .django_rules import UserSchema
+from .django_rules import password_message
 
 REQUIRED = ("username", "email", "password")
 # DRF lists errors in serializer field order.
@@ -40,15 +42,11 @@ MISSING_FIELDS = {"error": "Missing required fields."}
 USERNAME_TAKEN = "A user with that username already exists."  # Django's AbstractUser
 NO_ACCOUNT = {"detail": "No active account found with the given credentials"}
 TOKEN_NOT_VALID = {"detail": "Token is invalid or expired", "code": "token_not_valid"}
-# simplejwt's token views send this with their 401s; no caching of tokens.
-CHALLENGE = {"WWW-Authenticate": 'Bearer realm="api"', "Cache-Control": "no-store"}
-NO_STORE = {"Cache-Control": "no-store"}
+# simplejwt's token views send this with their 401s.
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="api"'}
 
 
-class SignUpSchema(ProfileSchema):
-    username = Text(required=True, max_length=150, validate=username_chars)
-    email = Email(required=True)
-    password = Text(required=True, strip=False, max_length=1024)
+class SignUpSchema(UserSchema):
     first_name = Text(blank=True, max_length=150, load_default="")
     last_name = Text(blank=True, max_length=150, load_default="")
     phone = Text(data_key="number_phone", blank=True, max_length=10, allow_none=True,
@@ -91,18 +89,15 @@ class JwtProfile(DetailProfile):
     def field_errors(self, exc: FieldErrors):
         if isinstance(exc, MissingFields):
             return self.json(MISSING_FIELDS, 400)
-        ordered = sorted(exc.errors, key=lambda e: _position(e.field))
-        body: dict[str, list[str]] = {}
-        for err in ordered:
-            body.setdefault(self.wire(err.field), []).append(self.message(err))
-        return self.json(body, 400)
+        return self.json(self.field_body(sorted(exc.errors, key=lambda e: _position(e.field))),
+                         400)
 
     def message(self, err) -> str:
         if err.code in PASSWORD_MESSAGES:
-            return PASSWORD_MESSAGES[err.code].format(**err.params)
+            return password_message(err.code, err.params)
         if err.field == "username" and err.code == "unique":
             return USERNAME_TAKEN
-        return field_message(err.field, err.code, err.params, self.verbose_names)
+        return super().message(err)
 
     def registered(self, result):
         user = result.user
@@ -110,17 +105,9 @@ class JwtProfile(DetailProfile):
         body = {
             "refresh": refresh,
             "access": access,
-            "user": {
-                "id": user.id,
-                "username": user.username,
-                "email": user.email,
-                "first_name": user.first_name or "",
-                "last_name": user.last_name or "",
-                "number_phone": user.phone,
-                "avatar": None,
-            },
+            "user": {**account(user), "number_phone": user.phone, "avatar": None},
         }
-        return self.json(body, 201, NO_STORE)
+        return self.json(body, 201)
 
 
 def _position(field: str) -> int:
@@ -135,19 +122,13 @@ def identifier_aliased(payload: dict) -> dict:
 
 
 profile = JwtProfile()
-bp = Blueprint("jwt", __name__)
-register_errors(bp, profile)
+# Sign-up returns a refresh/access pair with the user (seed 004).
+bp = blueprint(profile, __name__, register="/sign-up/", endpoint="sign_up")
 obtain_schema = ObtainSchema()
 refresh_schema = RefreshSchema()
 
 
-@bp.post("/sign-up/", endpoint="sign_up")
-def sign_up():
-    """Register and return a refresh/access pair with the user (seed 004)."""
-    return profile.register_view()
-
-
-@bp.post("/token/", endpoint="token_obtain_pair")
+@route(bp, "/token/", limits.TOKEN, endpoint="token_obtain_pair")
 def token_obtain_pair():
     """simplejwt's TokenObtainPairView: username (or email) and password."""
     data = profile.load(identifier_aliased(read_payload()), obtain_schema)
@@ -156,15 +137,18 @@ def token_obtain_pair():
     except InvalidCredentials:
         return profile.json(NO_ACCOUNT, 401, CHALLENGE)
     refresh, access = jwt_tokens.issue_pair(user)
-    return profile.json({"refresh": refresh, "access": access}, 200, NO_STORE)
+    return profile.json({"refresh": refresh, "access": access}, 200)
 
 
-@bp.post("/token/refresh/", endpoint="token_refresh")
+@route(bp, "/token/refresh/", limits.TOKEN, endpoint="token_refresh")
 def token_refresh():
     """simplejwt's TokenRefreshView: a new access token, the refresh token unrotated."""
-    data = profile.load(read_payload(), refresh_schema)
+    data = profile.read(refresh_schema)
     try:
         access = jwt_tokens.refresh_access(data["refresh"])
     except (TokenInvalid, TokenExpired):
         return profile.json(TOKEN_NOT_VALID, 401, CHALLENGE)
-    return profile.json({"access": access}, 200, NO_STORE)
+    return profile.json({"access": access}, 200)
+
+
+PROFILE = ProfileSpec(profile, bp, prefixes=("/api/sign-up", "/api/token"))

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint
-from flask import request
 from marshmallow import ValidationError
 
 from ...core import confirmation
@@ -16,14 +14,15 @@ from ...core.errors import TokenExpired
 from ...core.errors import TokenInvalid
 from ...core.errors import TooManyAttempts
 from ...core.passwords import MinLengthPolicy
-from ..payload import MalformedBody
-from ..payload import read_payload
+from .. import limits
 from .base import Email
 from .base import Profile
 from .base import ProfileSchema
+from .base import ProfileSpec
 from .base import Text
-from .base import http_headers
-from .base import register_errors
+from .base import blueprint
+from .base import route
+from .base import lookup
 
 INVALID_DATA = "The given data was invalid."
 # Laravel 7's resources/lang/en/validation.php, keyed by code (or field.code).
@@ -66,9 +65,8 @@ POLICY = MinLengthPolicy(8)
 
 
 def message(field: str, code: str, params: dict) -> str:
-    template = (FIELD_MESSAGES.get(f"{field}.{code}") or FIELD_MESSAGES.get(code)
-                or "The {attribute} is invalid.")
-    return template.format(attribute=field.replace("_", " "), **params)
+    return lookup(FIELD_MESSAGES, field, code, params, "The {attribute} is invalid.",
+                  attribute=field.replace("_", " "))
 
 
 class Nullable(Text):
@@ -125,6 +123,8 @@ class LaravelProfile(Profile):
     account_type = "guest"
     schema = RegisterSchema()
     policy = POLICY
+    http_texts = HTTP_MESSAGES
+    http_default = "Error"
 
     def field_errors(self, exc: FieldErrors):
         errors: dict[str, list[str]] = {}
@@ -133,12 +133,10 @@ class LaravelProfile(Profile):
             errors.setdefault(wire, []).append(message(wire, err.code, err.params))
         return self.json({"message": INVALID_DATA, "errors": errors}, 422)
 
-    def http_error(self, exc):
-        status = exc.code or 500
-        if isinstance(exc, MalformedBody):
-            return self.json({"message": "The request body is not a valid JSON object."}, 400)
-        headers = http_headers(exc)
-        text = HTTP_MESSAGES.get(status, "Error").format(method=request.method)
+    def malformed(self, exc):
+        return self.json({"message": "The request body is not a valid JSON object."}, 400)
+
+    def render_http_error(self, exc, status, text, headers):
         if status == 405 and "Allow" in headers:
             # Laravel lists the route's own methods; OPTIONS is Flask's addition.
             methods = [m for m in headers["Allow"].split(", ") if m != "OPTIONS"]
@@ -182,21 +180,15 @@ class ValidationSchema(ProfileSchema):
 
 
 profile = LaravelProfile()
-bp = Blueprint("laravel", __name__)
-register_errors(bp, profile)
+# Registers a guest user (seed 002).
+bp = blueprint(profile, __name__, register="/users/register")
 validation_schema = ValidationSchema()
 
 
-@bp.post("/users/register", endpoint="register")
-def register():
-    """Register a guest user (seed 002)."""
-    return profile.register_view()
-
-
-@bp.post("/users/validation", endpoint="validation")
+@route(bp, "/users/validation", limits.CONFIRMATION, endpoint="validation")
 def validation():
     """Confirm an address with ``{email, token}``; token = emailed code or link token."""
-    data = profile.load(read_payload(), validation_schema)
+    data = profile.read(validation_schema)
     email, token = data["email"], data["token"]
     try:
         confirmation.confirm(token, email=email)
@@ -207,3 +199,6 @@ def validation():
     except (CodeMismatch, TokenInvalid, TokenExpired):
         return profile.json({"message": TOKEN_INCORRECT}, 401)
     return profile.json({"message": "Validated"}, 201)
+
+
+PROFILE = ProfileSpec(profile, bp, prefixes=("/api/users/register", "/api/users/validation"))
