@@ -3,16 +3,18 @@ each test run on its own database built by the committed migrations."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import uuid
 
 import pytest
+import redis
 import sqlalchemy as sa
 from flask_migrate import upgrade
 
 from regapp import create_app
 from regapp.core import outbox
 from regapp.extensions import db
+from tests.serverkit import postgres_database
 from tests.smtp import SMTPServer
 from tests.smtp import confirmation
 
@@ -38,21 +40,12 @@ def _migrate(uri: str) -> None:
 def database_urls(tmp_path_factory):
     """One fresh database per backend for this run, dropped afterwards."""
     urls = {"sqlite": "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite")}
-    admin = None
-    name = f"regapp_test_{uuid.uuid4().hex[:12]}"
-    if TEST_DATABASE_URL:
-        admin = sa.create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        urls["postgresql"] = sa.engine.make_url(TEST_DATABASE_URL).set(
-            database=name).render_as_string(hide_password=False)
-    for url in urls.values():
-        _migrate(url)
-    yield urls
-    if admin is not None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with contextlib.ExitStack() as stack:
+        if TEST_DATABASE_URL:
+            urls["postgresql"] = stack.enter_context(postgres_database("regapp_test"))
+        for url in urls.values():
+            _migrate(url)
+        yield urls
 
 
 @pytest.fixture(params=BACKENDS)
@@ -142,8 +135,6 @@ def pytest_sessionstart(session):
     """Services named by the environment are required: fail the run, never skip."""
     url = os.environ.get("TEST_REDIS_URL")
     if url:
-        import redis
-
         try:
             redis.Redis.from_url(url, socket_connect_timeout=3).ping()
         except redis.RedisError as exc:

@@ -7,7 +7,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -22,6 +21,7 @@ from regapp.models import OutboxMessage
 from regapp.models import User
 from regapp.models import utcnow
 from tests.dbstate import fail_outbox_inserts
+from tests.serverkit import PostgresDatabase
 from tests.smtp import Recorder
 from tests.smtp import SMTPServer
 from tests.smtp import confirmation
@@ -470,11 +470,10 @@ def test_dispatcher_is_off_unless_autostarted(app):
 def test_dispatcher_survives_a_database_outage(db_kind, tmp_path, smtp, caplog):
     if db_kind == "postgresql" and not TEST_DATABASE_URL:
         pytest.skip("needs TEST_DATABASE_URL")
-    admin, name = None, f"regapp_late_{uuid.uuid4().hex[:12]}"
+    later = None  # the database does not exist yet when the dispatcher starts
     if db_kind == "postgresql":
-        admin = sa.create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
-        uri = sa.engine.make_url(TEST_DATABASE_URL).set(database=name).render_as_string(
-            hide_password=False)
+        later = PostgresDatabase("regapp_late")
+        uri = later.url
     else:
         uri = "sqlite:///" + str(tmp_path / "later" / "regapp.sqlite")  # no directory yet
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": uri, "OUTBOX_AUTOSTART": True,
@@ -485,9 +484,8 @@ def test_dispatcher_survives_a_database_outage(db_kind, tmp_path, smtp, caplog):
             time.sleep(1.5)  # at least two failed passes
             assert thread.is_alive()
             assert "dispatcher pass failed (OperationalError)" in caplog.text
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        if later is not None:
+            later.create()
         else:
             (tmp_path / "later").mkdir()
         with app.app_context():
@@ -499,7 +497,5 @@ def test_dispatcher_survives_a_database_outage(db_kind, tmp_path, smtp, caplog):
         dispatch.stop_dispatcher(app)
         with app.app_context():
             db.engine.dispose()
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+        if later is not None:
+            later.drop()

@@ -57,6 +57,7 @@ from regapp.core import tokens
 from regapp.core.mail import confirmation_link
 from regapp.extensions import db
 from regapp.models import OutboxMessage
+from tests.serverkit import Server
 from tests.smtp import CODE_RE
 from tests.smtp import LINK_RE
 from tests.smtp import Recorder
@@ -521,39 +522,15 @@ def production_server(tmp_path):
     mailbox = Controller(Recorder(), hostname="127.0.0.1", port=free_port(),
                          authenticator=reject_auth, auth_require_tls=False)
     mailbox.start()
-    port = free_port()
     db_url = f"sqlite:///{tmp_path / 'srv.sqlite'}"
-    env = clean_env(REGAPP_CONFIG="production", SECRET_KEY=STRONG_KEY, FRONTEND_URL=FRONTEND,
-                    DATABASE_URL=db_url, MAIL_SERVER="127.0.0.1", MAIL_PORT=str(mailbox.port),
-                    MAIL_USERNAME="mailer", MAIL_PASSWORD=MAIL_SECRET, MAIL_POLL_INTERVAL="1",
-                    MAIL_RETRY_BASE="1", MAIL_RETRY_MAX="1", MAIL_TIMEOUT="2",
-                    RATELIMIT_ENABLED="false")
-    subprocess.run([str(BIN / "flask"), "--app", "regapp", "db", "upgrade"], cwd=ROOT, env=env,
-                   check=True, capture_output=True, timeout=60)
-    log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}",
-                                 "--workers", "1", "wsgi:app"], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(db_url, mail_port=mailbox.port, log_dir=tmp_path, workers=1, env={
+        "REGAPP_CONFIG": "production", "SECRET_KEY": STRONG_KEY, "FRONTEND_URL": FRONTEND,
+        "MAIL_USERNAME": "mailer", "MAIL_PASSWORD": MAIL_SECRET})
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.1)
-        yield port, db_url, log_path, mailbox, proc
+        server.start()
+        yield server.port, db_url, server.log_path, mailbox, server.proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        server.stop(timeout=15)
         mailbox.stop()
 
 
