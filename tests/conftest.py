@@ -12,7 +12,9 @@ import sqlalchemy as sa
 from flask_migrate import upgrade
 
 from regapp import create_app
+from regapp.core import accounts
 from regapp.core import outbox
+from regapp.core.passwords import DjangoPolicy
 from regapp.extensions import db
 from tests.serverkit import postgres_database
 from tests.smtp import SMTPServer
@@ -22,6 +24,7 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
 MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
 TABLES = ("email_confirmations", "outbox_messages", "users")
+PASSWORD = "Str0ng-passphrase"
 
 
 def pytest_configure(config):
@@ -98,6 +101,45 @@ def app(request, backend, database_urls, smtp):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def sign_up(client):
+    """``sign_up(name="alice", email=None, *, client=None, **request_kwargs)``: POST a
+    drf registration (username ``name``, email ``name@x.io`` unless given); the response."""
+
+    def sign_up(name="alice", email=None, *, client=client, **kwargs):
+        return client.post("/api/register/", json={
+            "username": name, "email": email or f"{name}@x.io", "password": PASSWORD}, **kwargs)
+
+    return sign_up
+
+
+@pytest.fixture
+def make_user(sign_up):
+    """``make_user(name="alice", email=None, *, client=None, **request_kwargs)``: a user
+    signed up through the drf profile (asserted 201); returns the email."""
+
+    def make_user(name="alice", email=None, **kwargs):
+        r = sign_up(name, email, **kwargs)
+        assert r.status_code == 201, r.get_json()
+        return email or f"{name}@x.io"
+
+    return make_user
+
+
+@pytest.fixture
+def make_core_user():
+    """``make_core_user(email="alice@example.org", username=None, password=PASSWORD, **extra)``:
+    a user registered by the core (Django's password rules), in the caller's app context."""
+
+    def make_core_user(email="alice@example.org", username=None, password=PASSWORD, **extra):
+        data = {"email": email, "password": password, **extra}
+        if username is not None:
+            data["username"] = username
+        return accounts.register(data, policy=DjangoPolicy()).user
+
+    return make_core_user
 
 
 @pytest.fixture
