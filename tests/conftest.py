@@ -105,20 +105,22 @@ def client(app):
 
 @pytest.fixture
 def sign_up(client):
-    """``sign_up(name="alice", email=None, *, client=None, **request_kwargs)``: POST a
-    drf registration (username ``name``, email ``name@x.io`` unless given); the response."""
+    """``sign_up(name="alice", email=None, *, client=None, password=PASSWORD,
+    **request_kwargs)``: POST a drf registration (username ``name``, email ``name@x.io``
+    unless given); the response."""
 
-    def sign_up(name="alice", email=None, *, client=client, **kwargs):
+    def sign_up(name="alice", email=None, *, client=client, password=PASSWORD, **kwargs):
         return client.post("/api/register/", json={
-            "username": name, "email": email or f"{name}@x.io", "password": PASSWORD}, **kwargs)
+            "username": name, "email": email or f"{name}@x.io", "password": password}, **kwargs)
 
     return sign_up
 
 
 @pytest.fixture
 def make_user(sign_up):
-    """``make_user(name="alice", email=None, *, client=None, **request_kwargs)``: a user
-    signed up through the drf profile (asserted 201); returns the email."""
+    """``make_user(name="alice", email=None, *, client=None, password=PASSWORD,
+    **request_kwargs)``: a user signed up through the drf profile (asserted 201); returns
+    the email."""
 
     def make_user(name="alice", email=None, **kwargs):
         r = sign_up(name, email, **kwargs)

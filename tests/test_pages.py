@@ -9,8 +9,6 @@ import pytest
 from itsdangerous import TimestampSigner
 from sqlalchemy import select
 
-from regapp.core import accounts
-from regapp.core.passwords import DjangoPolicy
 from regapp.extensions import db
 from regapp.models import User
 from tests.smtp import html_part
@@ -188,11 +186,9 @@ def test_token_in_the_url_is_never_reflected_unescaped(client):
     assert "<script" not in html and "onerror" not in html and "<img" not in html
 
 
-def test_email_html_part_escapes_user_data(app, deliver):
+def test_email_html_part_escapes_user_data(app, deliver, make_core_user):
     with app.app_context():
-        accounts.register({"email": "eve@x.io", "password": PASSWORD,
-                           "username": "eve", "first_name": "<b>Eve</b> & {{7*7}}"},
-                          policy=DjangoPolicy())
+        make_core_user("eve@x.io", "eve", PASSWORD, first_name="<b>Eve</b> & {{7*7}}")
     [msg] = deliver()
     html = html_part(msg)
     assert "<b>Eve</b>" not in html

@@ -11,7 +11,6 @@ from regapp.core.errors import FieldErrors
 from regapp.core.identity import email_key
 from regapp.core.identity import normalize_email
 from regapp.core.identity import username_key
-from regapp.core.passwords import DjangoPolicy
 from regapp.extensions import db
 from regapp.models import OutboxMessage
 from regapp.models import User
@@ -36,13 +35,6 @@ USERNAME_DISTINCT = [
     ("alice", "\u0430lice"),    # Cyrillic а: a confusable, not caught by NFKC (A9)
     ("julian", "j\u00fclian"),  # accents are significant
 ]
-
-
-def register(email, username=None, password=PASSWORD):
-    data = {"email": email, "password": password}
-    if username is not None:
-        data["username"] = username
-    return accounts.register(data, policy=DjangoPolicy()).user
 
 
 def count(model):
@@ -105,20 +97,20 @@ def test_normalize_email_rejects_overlong_before_parsing():
 
 
 @pytest.mark.parametrize(("first", "second"), USERNAME_COLLISIONS)
-def test_second_username_that_maps_onto_the_first_is_refused(app, first, second):
+def test_second_username_that_maps_onto_the_first_is_refused(app, first, second, make_core_user):
     with app.app_context():
-        register("first@example.org", first)
+        make_core_user("first@example.org", first)
         with pytest.raises(FieldErrors) as exc:
-            register("second@example.org", second)
+            make_core_user("second@example.org", second)
         assert exc.value.codes() == {"username": ["unique"]}
         assert count(User) == 1
 
 
 @pytest.mark.parametrize(("first", "second"), USERNAME_DISTINCT)
-def test_distinct_usernames_are_separate_accounts(app, first, second):
+def test_distinct_usernames_are_separate_accounts(app, first, second, make_core_user):
     with app.app_context():
-        register("first@example.org", first)
-        register("second@example.org", second)
+        make_core_user("first@example.org", first)
+        make_core_user("second@example.org", second)
         assert count(User) == 2
 
 
@@ -133,11 +125,11 @@ def test_distinct_usernames_are_separate_accounts(app, first, second):
     ("sam@example.org", "\u017fam@example.org", "invalid"),
     ("strasse@example.org", "stra\u00dfe@example.org", "invalid"),
 ])
-def test_second_email_that_maps_onto_the_first_is_refused(app, first, second, code):
+def test_second_email_that_maps_onto_the_first_is_refused(app, first, second, code, make_core_user):
     with app.app_context():
-        register(first)
+        make_core_user(first)
         with pytest.raises(FieldErrors) as exc:
-            register(second)
+            make_core_user(second)
         assert exc.value.codes() == {"email": [code]}
         assert count(User) == 1
         assert count(OutboxMessage) == 1
@@ -149,21 +141,21 @@ def test_second_email_that_maps_onto_the_first_is_refused(app, first, second, co
     ("ab@gmail.com", "a.b@gmail.com"),               # no provider-specific folding
     ("ab@gmail.com", "ab+x@gmail.com"),
 ])
-def test_distinct_addresses_are_separate_accounts(app, first, second):
+def test_distinct_addresses_are_separate_accounts(app, first, second, make_core_user):
     with app.app_context():
-        register(first)
-        user = register(second)
+        make_core_user(first)
+        user = make_core_user(second)
         assert count(User) == 2
         assert user.email == normalize_email(second)
 
 
-def test_mail_goes_to_the_stored_address(app, deliver, smtp):
+def test_mail_goes_to_the_stored_address(app, deliver, smtp, make_core_user):
     with app.app_context():
-        user = register("Mike@Example.Org", "mike")
+        user = make_core_user("Mike@Example.Org", "mike")
         assert user.email == "Mike@example.org"
         # A resend asked for with another spelling still mails the stored address.
         assert accounts.resend_confirmation("MIKE@EXAMPLE.ORG") is True
-        other = register("mike@\u0131xample.org")
+        other = make_core_user("mike@\u0131xample.org")
         assert other.email == "mike@xn--xample-o9a.org"
     messages = deliver()
     assert [m["To"] for m in messages] == ["Mike@example.org", "Mike@example.org",

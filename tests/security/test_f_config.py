@@ -27,6 +27,7 @@ Already proved elsewhere (item -> test), not repeated here:
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import os
 import re
@@ -88,6 +89,12 @@ def clean_env(**values) -> dict:
 
 def boom(*args, **kwargs):
     raise RuntimeError("boom")
+
+
+@pytest.fixture
+def make_user(make_user):
+    """conftest's, with this module's password: the one the secret checks look for."""
+    return functools.partial(make_user, password=PASSWORD)
 
 
 @pytest.fixture
