@@ -1,12 +1,13 @@
 # regapp: `make run` serves on http://127.0.0.1:5000 (SQLite, mail printed by a local
-# SMTP sink); `make test` runs the whole suite. Both create .venv and install first.
+# SMTP sink); `make lint` runs ruff (ruff.toml); `make test` runs the whole suite. All create
+# .venv and install the development requirements (the sink's aiosmtpd, ruff, pytest) first.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app regapp
 MAILSINK_PORT ?= 8025
 
-.PHONY: install run serve mailsink test clean
+.PHONY: install run serve mailsink lint test clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +30,9 @@ serve: install
 
 mailsink: install
 	$(BIN)/python devtools/mailsink.py $(MAILSINK_PORT)
+
+lint: install
+	$(BIN)/ruff check .
 
 test: install
 	$(BIN)/python -m pytest

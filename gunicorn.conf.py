@@ -46,7 +46,7 @@ def post_worker_init(worker):
     With ``--preload`` the app was imported in the master, whose dispatcher
     thread regapp stops before fork() (see ``regapp.core.dispatcher``).
     """
-    from regapp.core import dispatcher
+    from regapp.core import dispatcher  # noqa: PLC0415 - the master loads this file before the app
 
     app = getattr(worker, "wsgi", None)
     if hasattr(app, "app_context"):
@@ -55,7 +55,7 @@ def post_worker_init(worker):
 
 def worker_exit(server, worker):
     """Let the dispatcher finish its batch, so no claim is left to wait for its lease."""
-    from regapp.core import dispatcher
+    from regapp.core import dispatcher  # noqa: PLC0415 - the master loads this file before the app
 
     app = getattr(worker, "wsgi", None)
     if hasattr(app, "app_context"):

@@ -13,29 +13,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import sqlalchemy as sa  # noqa: E402
-
+from tests.serverkit import TEST_DATABASE_URL  # noqa: E402
+from tests.serverkit import Server  # noqa: E402
+from tests.serverkit import ServerError  # noqa: E402
+from tests.serverkit import postgres_database  # noqa: E402
 from tests.smtp import SMTPServer  # noqa: E402
 from tests.smtp import free_port  # noqa: E402
 
-BIN = Path(sys.executable).parent
 PASSWORD = "Str0ng-passphrase"
 MODES = ("up", "down", "blackhole")
 
@@ -132,80 +130,41 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
-def start_server(env: dict, log_path: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([BIN / "gunicorn", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"gunicorn exited early; see {log_path}")
-        try:
-            urllib.request.urlopen(f"{base}/confirm-email/", timeout=1).close()
-            return proc, base
-        except urllib.error.HTTPError:
-            return proc, base
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit(f"gunicorn did not start; see {log_path}")
-
-
 def measure(backend: str, url: str, args, workdir: Path) -> dict[str, list[float]]:
     """Latencies per SMTP mode against one server on ``url``."""
     smtp = SMTPSide()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MAIL_", "GUNICORN_", "RATELIMIT_", "REGAPP_"))}
-    env.update({
-        "REGAPP_CONFIG": "development", "DATABASE_URL": url, "SECRET_KEY": uuid.uuid4().hex,
-        "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(smtp.port),
-        "MAIL_TIMEOUT": str(args.mail_timeout),
-        "RATELIMIT_ENABLED": "false",  # one client address signs up hundreds of users
-    })
+    env = {"MAIL_TIMEOUT": str(args.mail_timeout)}
     if args.cheap_hash:
         env.update({"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_COST": "1024"})
-    subprocess.run([BIN / "flask", "--app", "regapp", "db", "upgrade"], cwd=ROOT, env=env,
-                   check=True, capture_output=True)
-    proc, base = start_server(env, workdir / f"gunicorn-{backend}.log")
+    # gunicorn.conf.py's workers, the configuration's mail timings; no rate limit
+    # (one client address signs up hundreds of users).
+    server = Server(url, mail_port=smtp.port, log_dir=workdir, workers=None, env=env,
+                    quick_mail=False)
+    try:
+        server.start(timeout=30)
+    except ServerError as exc:
+        raise SystemExit(f"{backend}: {exc}") from None
     results = {}
     try:
         smtp.set("up")
-        run_batch(base, f"{backend}-warm-", 10, args.threads)  # imports, first connections
+        run_batch(server.base, f"{backend}-warm-", 10, args.threads)  # imports, connections
         for mode in MODES:
             smtp.set(mode)
             time.sleep(0.5)  # let the senders meet the new SMTP state
-            results[mode] = run_batch(base, f"{backend}-{mode}-", args.n, args.threads)
+            results[mode] = run_batch(server.base, f"{backend}-{mode}-", args.n, args.threads)
             print(f"  {backend:10} {mode:9} done", file=sys.stderr)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop(timeout=30)
         smtp.close()
     return results
 
 
 def databases(workdir: Path):
-    """``(backend, url, cleanup)`` for SQLite and, if configured, PostgreSQL."""
-    yield "sqlite", f"sqlite:///{workdir / 'bench.sqlite'}", None
-    admin_url = os.environ.get("TEST_DATABASE_URL")
-    if admin_url:
-        name = f"regapp_bench_{uuid.uuid4().hex[:12]}"
-        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-        def drop():
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
-        url = sa.engine.make_url(admin_url).set(database=name).render_as_string(
-            hide_password=False)
-        yield "postgresql", url, drop
+    """``(backend, url)`` for SQLite and, if configured, PostgreSQL (dropped afterwards)."""
+    yield "sqlite", f"sqlite:///{workdir / 'bench.sqlite'}"
+    if TEST_DATABASE_URL:
+        with postgres_database("regapp_bench") as url:
+            yield "postgresql", url
 
 
 def main() -> None:
@@ -219,12 +178,8 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="regapp-bench-"))
     rows = []
-    for backend, url, cleanup in databases(workdir):
-        try:
-            results = measure(backend, url, args, workdir)
-        finally:
-            if cleanup:
-                cleanup()
+    for backend, url in databases(workdir):
+        results = measure(backend, url, args, workdir)
         up = statistics.median(results["up"])
         for mode in MODES:
             median = statistics.median(results[mode])

@@ -6,8 +6,14 @@ import os
 
 from flask import Flask
 
+from . import auth
 from . import cli
+from . import http
 from . import models  # noqa: F401 - models must be imported for migrations
+from . import pages
+from .auth import limits
+from .auth import register_routing_errors
+from .core import database
 from .extensions import db
 from .extensions import migrate
 
@@ -32,7 +38,7 @@ def create_app(config=None) -> Flask:
 
 def load_config(app: Flask, config) -> None:
     """Config class from REGAPP_CONFIG (or ``config``), then instance defaults."""
-    from config import config as configs
+    from config import config as configs  # noqa: PLC0415 - config.py sits beside the package
 
     overrides = {}
     if isinstance(config, dict):
@@ -55,15 +61,11 @@ def load_config(app: Flask, config) -> None:
 
 def register_hardening(app: Flask) -> None:
     """Security headers, request ids and request logging on every response."""
-    from . import http
-
     http.init_app(app)
 
 
 def register_extensions(app: Flask) -> None:
     """Bind the unbound extension objects to this app."""
-    from .core import database
-
     database.init_app(app)
     db.init_app(app)
     migrate.init_app(app, db, render_as_batch=True, compare_type=True)
@@ -71,24 +73,17 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """The API (`auth`, with the enabled profiles) and the HTML page."""
-    from . import auth
-    from . import pages
-
     auth.init_app(app)
     app.register_blueprint(pages.bp)
 
 
 def register_limits(app: Flask) -> None:
     """Throttle the registration, confirmation, resend and token routes (by declared purpose)."""
-    from .auth import limits
-
     limits.init_app(app)
 
 
 def register_error_handlers(app: Flask) -> None:
     """Routing errors under /api/ answer JSON in the matching profile's format."""
-    from .auth import register_routing_errors
-
     register_routing_errors(app)
 
 

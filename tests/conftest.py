@@ -3,16 +3,20 @@ each test run on its own database built by the committed migrations."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import uuid
 
 import pytest
+import redis
 import sqlalchemy as sa
 from flask_migrate import upgrade
 
 from regapp import create_app
 from regapp.core import delivery
+from regapp.core import registration
+from regapp.core.passwords import DjangoPolicy
 from regapp.extensions import db
+from tests.serverkit import postgres_database
 from tests.smtp import SMTPServer
 from tests.smtp import confirmation
 
@@ -20,6 +24,7 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
 MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
 TABLES = ("email_confirmations", "outbox_messages", "users")
+PASSWORD = "Str0ng-passphrase"
 
 
 def pytest_configure(config):
@@ -38,21 +43,12 @@ def _migrate(uri: str) -> None:
 def database_urls(tmp_path_factory):
     """One fresh database per backend for this run, dropped afterwards."""
     urls = {"sqlite": "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite")}
-    admin = None
-    name = f"regapp_test_{uuid.uuid4().hex[:12]}"
-    if TEST_DATABASE_URL:
-        admin = sa.create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        urls["postgresql"] = sa.engine.make_url(TEST_DATABASE_URL).set(
-            database=name).render_as_string(hide_password=False)
-    for url in urls.values():
-        _migrate(url)
-    yield urls
-    if admin is not None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with contextlib.ExitStack() as stack:
+        if TEST_DATABASE_URL:
+            urls["postgresql"] = stack.enter_context(postgres_database("regapp_test"))
+        for url in urls.values():
+            _migrate(url)
+        yield urls
 
 
 @pytest.fixture(params=BACKENDS)
@@ -108,6 +104,47 @@ def client(app):
 
 
 @pytest.fixture
+def sign_up(client):
+    """``sign_up(name="alice", email=None, *, client=None, password=PASSWORD,
+    **request_kwargs)``: POST a drf registration (username ``name``, email ``name@x.io``
+    unless given); the response."""
+
+    def sign_up(name="alice", email=None, *, client=client, password=PASSWORD, **kwargs):
+        return client.post("/api/register/", json={
+            "username": name, "email": email or f"{name}@x.io", "password": password}, **kwargs)
+
+    return sign_up
+
+
+@pytest.fixture
+def make_user(sign_up):
+    """``make_user(name="alice", email=None, *, client=None, password=PASSWORD,
+    **request_kwargs)``: a user signed up through the drf profile (asserted 201); returns
+    the email."""
+
+    def make_user(name="alice", email=None, **kwargs):
+        r = sign_up(name, email, **kwargs)
+        assert r.status_code == 201, r.get_json()
+        return email or f"{name}@x.io"
+
+    return make_user
+
+
+@pytest.fixture
+def make_core_user():
+    """``make_core_user(email="alice@example.org", username=None, password=PASSWORD, **extra)``:
+    a user registered by the core (Django's password rules), in the caller's app context."""
+
+    def make_core_user(email="alice@example.org", username=None, password=PASSWORD, **extra):
+        data = {"email": email, "password": password, **extra}
+        if username is not None:
+            data["username"] = username
+        return registration.register(data, policy=DjangoPolicy()).user
+
+    return make_core_user
+
+
+@pytest.fixture
 def runner(app):
     return app.test_cli_runner()
 
@@ -142,8 +179,6 @@ def pytest_sessionstart(session):
     """Services named by the environment are required: fail the run, never skip."""
     url = os.environ.get("TEST_REDIS_URL")
     if url:
-        import redis
-
         try:
             redis.Redis.from_url(url, socket_connect_timeout=3).ping()
         except redis.RedisError as exc:

@@ -1,14 +1,19 @@
 """The five profiles as data, for tests that make one claim about all of them.
 
-A ``Case`` says where a profile registers, how to build a valid body, and how
-to recognise its answers (validation error, malformed body, HTTP error,
-duplicate email). The confirmation endpoints are described the same way.
+A ``Case`` is one small description per profile: where it registers, how to
+build a valid body, its statuses and exact bodies, and its ``Format`` -- the
+family of answers it shares with others (drf and jwt speak alike) as a few
+functions: which fields a validation error names and with what texts, and the
+checks of its validation, malformed-body and HTTP-error bodies. The helpers
+below read only these descriptions, never a profile's name. The confirmation
+endpoints are described the same way (``Endpoint``).
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
 
@@ -18,6 +23,133 @@ JSON = "application/json"
 JSONAPI_TYPE = "application/vnd.api+json; charset=utf-8"
 LARAVEL_INVALID = "The given data was invalid."
 _usernames = itertools.count(1)
+
+
+# -- answer formats: how a family of profiles words its errors ----------------------------
+
+@dataclass(frozen=True)
+class Format:
+    """The shape of a family's error bodies, as functions of the parsed JSON body."""
+
+    fields_named: Callable[[Case, dict], set[str]]  # wire names a validation error names
+    messages: Callable[[dict, str], list[str]]      # its texts for one wire name
+    check_invalid: Callable[[dict], None]           # asserts on a validation error body
+    check_malformed: Callable[[dict], None]         # asserts on a not-an-object body (400)
+    check_http_error: Callable[[dict, int], None]   # asserts on a 404/405/413/415... body
+    is_field_body: Callable[[dict], bool]           # a 400/422 that lists field errors
+
+
+def _drf_fields(case: Case, body: dict) -> set[str]:
+    if body == {"error": "Missing required fields."}:
+        return set(case.required)
+    return {"password" if key == "error" else key for key in body}
+
+
+def _drf_invalid(body: dict) -> None:
+    assert body and all(isinstance(v, (list, str)) for v in body.values()), body
+    assert "detail" not in body and "non_field_errors" not in body
+
+
+def _drf_malformed(body: dict) -> None:
+    assert (set(body) == {"detail"} and body["detail"].startswith("JSON parse error")
+            or set(body) == {"non_field_errors"}), body
+
+
+def _drf_http_error(body: dict, status: int) -> None:
+    assert set(body) == {"detail"} and body["detail"], body
+
+
+DRF = Format(
+    fields_named=_drf_fields,
+    messages=lambda body, name: body.get(name, []),
+    check_invalid=_drf_invalid,
+    check_malformed=_drf_malformed,
+    check_http_error=_drf_http_error,
+    is_field_body=lambda body: "detail" not in body and "non_field_errors" not in body,
+)
+
+
+def _envelope_fields(case: Case, body: dict) -> set[str]:
+    named = {-1: {"username"}, -2: {"email_address"}, -3: {"password"}}.get(
+        body["error_code"], set())
+    return named | {name for name in case.fields
+                    if re.search(rf"(?<!\w){name}(?!\w)", body["message"])}
+
+
+def _envelope_invalid(body: dict) -> None:
+    assert body["results"] is None and body["status"] == 400
+    assert -5 <= body["error_code"] <= -1, body
+
+
+def _envelope_malformed(body: dict) -> None:
+    assert body["error_code"] == -6 and body["results"] is None, body
+
+
+def _envelope_http_error(body: dict, status: int) -> None:
+    assert body["error_code"] == -status and body["status"] == status, body
+    assert body["results"] is None and body["message"], body
+
+
+def _envelope_user(body: dict) -> dict:
+    assert body["error_code"] == 0
+    return body["results"]
+
+
+ENVELOPE = Format(
+    fields_named=_envelope_fields,
+    messages=lambda body, name: [body["message"]],
+    check_invalid=_envelope_invalid,
+    check_malformed=_envelope_malformed,
+    check_http_error=_envelope_http_error,
+    is_field_body=lambda body: -5 <= body.get("error_code", 0) <= -1,
+)
+
+
+def _laravel_invalid(body: dict) -> None:
+    assert body["message"] == LARAVEL_INVALID and isinstance(body["errors"], dict)
+
+
+def _laravel_malformed(body: dict) -> None:
+    assert body == {"message": "The request body is not a valid JSON object."}
+
+
+def _laravel_http_error(body: dict, status: int) -> None:
+    assert set(body) == {"message"} and body["message"], body
+
+
+LARAVEL = Format(
+    fields_named=lambda case, body: set(body["errors"]),
+    messages=lambda body, name: body["errors"].get(name, []),
+    check_invalid=_laravel_invalid,
+    check_malformed=_laravel_malformed,
+    check_http_error=_laravel_http_error,
+    is_field_body=lambda body: True,  # 422 is only ever a validation error
+)
+
+
+def _jsonapi_invalid(body: dict) -> None:
+    assert body["jsonapi"] == {"version": "1.0"} and body["errors"]
+
+
+def _jsonapi_malformed(body: dict) -> None:
+    assert [e["status"] for e in body["errors"]] == ["400"], body
+
+
+def _jsonapi_http_error(body: dict, status: int) -> None:
+    assert [e["status"] for e in body["errors"]] == [str(status)], body
+    assert body["jsonapi"] == {"version": "1.0"}
+
+
+JSONAPI = Format(
+    fields_named=lambda case, body: {err["title"].removeprefix("Invalid ")
+                                     for err in body["errors"]},
+    messages=lambda body, name: [e["detail"] for e in body["errors"]
+                                 if e["title"] == f"Invalid {name}"],
+    check_invalid=_jsonapi_invalid,
+    check_malformed=_jsonapi_malformed,
+    check_http_error=_jsonapi_http_error,
+    is_field_body=lambda body: True,  # 422 is only ever a validation error
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +171,10 @@ class Case:
     invalid_email: str            # the message for a malformed address
     account_type: str
     confirm: tuple[str, ...]      # its own confirmation endpoints (CONFIRM keys)
+    format: Format                # how its error bodies are shaped
     extra: dict = field(default_factory=dict)  # other fields of a valid body
+    repeat_password: str | None = None  # wire name of the password, typed again
+    user_of: Callable[[dict], dict] = lambda body: body  # a 201 body -> the user part
 
     def payload(self, email: str, *, password: str = PASSWORD, username: str | None = None,
                 **fields) -> dict:
@@ -47,8 +182,8 @@ class Case:
         body = {**self.extra, self.email: email, "password": password}
         if self.username:
             body[self.username] = username or f"user{next(_usernames)}"
-        if self.name == "jsonapi":
-            body["password_confirmation"] = password
+        if self.repeat_password:
+            body[self.repeat_password] = password
         body.update(fields)
         return body
 
@@ -66,7 +201,7 @@ CASES = {
         duplicate_email={"email": ["user with this email already exists."]},
         duplicate_username={"username": ["user with this login already exists."]},
         invalid_email="Enter a valid email address.", account_type="customer",
-        confirm=("drf",),
+        confirm=("drf",), format=DRF,
     ),
     "envelope": Case(
         name="envelope", register="/api/v1/user/register", prefix="/api/v1/",
@@ -84,7 +219,8 @@ CASES = {
                             "error": "Username already exists", "error_code": -1,
                             "status": 400},
         invalid_email="The email_address attribute is not a valid email address.",
-        account_type="customer", confirm=(),
+        account_type="customer", confirm=(), format=ENVELOPE,
+        user_of=_envelope_user,
     ),
     "laravel": Case(
         name="laravel", register="/api/users/register", prefix="/api/users/register/",
@@ -98,7 +234,7 @@ CASES = {
                          "errors": {"email": ["The email has already been taken."]}},
         duplicate_username=None,
         invalid_email="The email must be a valid email address.", account_type="guest",
-        confirm=("laravel",),
+        confirm=("laravel",), format=LARAVEL,
         extra={"first_name": "Harrie", "insertion": "van", "last_name": "Tiggelen",
                "postal_code": "5673RE"},
     ),
@@ -114,6 +250,8 @@ CASES = {
                          "jsonapi": {"version": "1.0"}},
         duplicate_username=None,
         invalid_email="Email is invalid", account_type="customer", confirm=("jsonapi",),
+        format=JSONAPI, repeat_password="password_confirmation",
+        user_of=lambda body: {"id": body["data"]["id"], **body["data"]["attributes"]},
     ),
     "jwt": Case(
         name="jwt", register="/api/sign-up/", prefix="/api/sign-up/",
@@ -126,6 +264,7 @@ CASES = {
         duplicate_email={"email": ["user with this email already exists."]},
         duplicate_username={"username": ["A user with that username already exists."]},
         invalid_email="Enter a valid email address.", account_type="customer", confirm=(),
+        format=DRF, user_of=lambda body: body["user"],
         extra={"first_name": "John", "last_name": "Doe", "number_phone": "5551234567"},
     ),
 }
@@ -173,45 +312,19 @@ def body_of(case: Case, response) -> dict:
 
 def fields_named(case: Case, body: dict) -> set[str]:
     """The wire names a validation error body complains about."""
-    if case.name in ("drf", "jwt"):
-        if body == {"error": "Missing required fields."}:
-            return set(case.required)
-        return {"password" if key == "error" else key for key in body}
-    if case.name == "laravel":
-        return set(body["errors"])
-    if case.name == "jsonapi":
-        return {err["title"].removeprefix("Invalid ") for err in body["errors"]}
-    named = {-1: {"username"}, -2: {"email_address"}, -3: {"password"}}.get(
-        body["error_code"], set())
-    return named | {name for name in case.fields
-                    if re.search(rf"(?<!\w){name}(?!\w)", body["message"])}
+    return case.format.fields_named(case, body)
 
 
 def messages(case: Case, body: dict, name: str) -> list[str]:
     """The texts a validation error body gives for the wire field ``name``."""
-    if case.name == "envelope":
-        return [body["message"]]
-    if case.name == "laravel":
-        return body["errors"].get(name, [])
-    if case.name == "jsonapi":
-        return [e["detail"] for e in body["errors"] if e["title"] == f"Invalid {name}"]
-    return body.get(name, [])
+    return case.format.messages(body, name)
 
 
 def assert_invalid(case: Case, response, *fields: str) -> dict:
     """A validation error in the profile's format, naming at least ``fields``."""
     assert response.status_code == case.invalid_status, (response.status_code, response.data)
     body = body_of(case, response)
-    if case.name == "envelope":
-        assert body["results"] is None and body["status"] == 400
-        assert -5 <= body["error_code"] <= -1, body
-    elif case.name == "laravel":
-        assert body["message"] == LARAVEL_INVALID and isinstance(body["errors"], dict)
-    elif case.name == "jsonapi":
-        assert body["jsonapi"] == {"version": "1.0"} and body["errors"]
-    else:
-        assert body and all(isinstance(v, (list, str)) for v in body.values()), body
-        assert "detail" not in body and "non_field_errors" not in body
+    case.format.check_invalid(body)
     missing = set(fields) - fields_named(case, body)
     assert not missing, (missing, body)
     return body
@@ -221,15 +334,7 @@ def assert_malformed(case: Case, response) -> dict:
     """The profile's answer to a body that is not a JSON object (400)."""
     assert response.status_code == 400, (response.status_code, response.data)
     body = body_of(case, response)
-    if case.name in ("drf", "jwt"):
-        assert (set(body) == {"detail"} and body["detail"].startswith("JSON parse error")
-                or set(body) == {"non_field_errors"}), body
-    elif case.name == "envelope":
-        assert body["error_code"] == -6 and body["results"] is None, body
-    elif case.name == "laravel":
-        assert body == {"message": "The request body is not a valid JSON object."}
-    else:
-        assert [e["status"] for e in body["errors"]] == ["400"], body
+    case.format.check_malformed(body)
     return body
 
 
@@ -237,16 +342,7 @@ def assert_http_error(case: Case, response, status: int, allow: str = "POST") ->
     """An HTTP-level error (404, 405, 413, 415...) in the profile's format."""
     assert response.status_code == status, (response.status_code, response.data)
     body = body_of(case, response)
-    if case.name in ("drf", "jwt"):
-        assert set(body) == {"detail"} and body["detail"], body
-    elif case.name == "envelope":
-        assert body["error_code"] == -status and body["status"] == status, body
-        assert body["results"] is None and body["message"], body
-    elif case.name == "laravel":
-        assert set(body) == {"message"} and body["message"], body
-    else:
-        assert [e["status"] for e in body["errors"]] == [str(status)], body
-        assert body["jsonapi"] == {"version": "1.0"}
+    case.format.check_http_error(body, status)
     if status == 405:
         assert allow in response.headers["Allow"].split(", "), response.headers
     return body
@@ -268,25 +364,14 @@ def assert_rejected(case: Case, response) -> int:
 def _is_field_body(case: Case, response) -> bool:
     """Whether a 400/422 lists field errors (not a malformed-body or HTTP error)."""
     body = response.get_json(force=True, silent=True) or {}
-    if case.invalid_status == 422:
-        return True
-    if case.name == "envelope":
-        return -5 <= body.get("error_code", 0) <= -1
-    return "detail" not in body and "non_field_errors" not in body
+    return case.format.is_field_body(body)
 
 
 def created(case: Case, response) -> dict:
     """The user part of a 201 answer (``email`` and friends)."""
     assert response.status_code == 201, (response.status_code, response.data)
     body = body_of(case, response)
-    if case.name == "envelope":
-        assert body["error_code"] == 0
-        return body["results"]
-    if case.name == "jsonapi":
-        return {"id": body["data"]["id"], **body["data"]["attributes"]}
-    if case.name == "jwt":
-        return body["user"]
-    return body
+    return case.user_of(body)
 
 
 VOLATILE = {"id", "api_token", "access", "refresh"}
@@ -303,48 +388,90 @@ def scrub(value, *known: str):
 
 # -- confirmation endpoints ---------------------------------------------------------------
 
-CONFIRM = ("drf", "jsonapi", "laravel")
+@dataclass(frozen=True)
+class Endpoint:
+    """One confirmation endpoint: how a credential is presented, and its two answers."""
+
+    name: str
+    send: Callable          # (client, email, credential) -> response
+    confirmed: Callable     # (response, email) -> None: asserts its success answer
+    refused: Callable       # (response, body) -> None: asserts its refusal (a 4xx)
+
+    def __str__(self) -> str:
+        return self.name
+
+
 VALIDATION = "/api/users/validation"
+
+
+def _drf_confirmed(response, email: str) -> None:
+    assert response.status_code == 200, response.data
+    body = response.get_json()
+    assert body["email"] == email and body["is_email_confirmed"] is True
+
+
+def _drf_refused(response, body) -> None:
+    assert response.status_code == 400 and list(body) == ["token_id"], body
+
+
+def _jsonapi_confirmed(response, email: str) -> None:
+    assert response.status_code == 200, response.data
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert response.data == b""
+
+
+def _jsonapi_refused(response, body) -> None:
+    assert response.status_code == 422, body
+    assert response.headers["Content-Type"] == JSONAPI_TYPE
+    assert body["jsonapi"] == {"version": "1.0"} and len(body["errors"]) == 1
+
+
+def _laravel_confirmed(response, email: str) -> None:
+    assert (response.status_code, response.get_json()) == (201, {"message": "Validated"})
+
+
+def _laravel_refused(response, body) -> None:
+    if response.status_code == 422:
+        assert body["message"] == LARAVEL_INVALID, body
+        assert set(body["errors"]) <= {"email", "token"} and body["errors"], body
+    else:
+        assert (response.status_code, body) == (401, {"message": "Token is incorrect"})
+
+
+ENDPOINTS = {
+    "drf": Endpoint(
+        "drf",
+        send=lambda client, email, credential: client.get(
+            "/api/confirm-email/", query_string={"token_id": credential}),
+        confirmed=_drf_confirmed, refused=_drf_refused),
+    "jsonapi": Endpoint(
+        "jsonapi",
+        send=lambda client, email, credential: client.get(
+            "/api/users/verification", query_string={"email_token": credential}),
+        confirmed=_jsonapi_confirmed, refused=_jsonapi_refused),
+    "laravel": Endpoint(
+        "laravel",
+        send=lambda client, email, credential: client.post(
+            VALIDATION, json={"email": email, "token": credential}),
+        confirmed=_laravel_confirmed, refused=_laravel_refused),
+}
+CONFIRM = tuple(ENDPOINTS)
 
 
 def confirm(client, endpoint: str, email: str, credential):
     """Present ``credential`` (token or code) at one confirmation endpoint."""
-    if endpoint == "drf":
-        return client.get("/api/confirm-email/", query_string={"token_id": credential})
-    if endpoint == "jsonapi":
-        return client.get("/api/users/verification", query_string={"email_token": credential})
-    return client.post(VALIDATION, json={"email": email, "token": credential})
+    return ENDPOINTS[endpoint].send(client, email, credential)
 
 
 def assert_confirmed_answer(endpoint: str, response, email: str) -> None:
     """The endpoint's own success answer."""
-    if endpoint == "drf":
-        assert response.status_code == 200, response.data
-        body = response.get_json()
-        assert body["email"] == email and body["is_email_confirmed"] is True
-    elif endpoint == "jsonapi":
-        assert response.status_code == 200, response.data
-        assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
-        assert response.data == b""
-    else:
-        assert (response.status_code, response.get_json()) == (201, {"message": "Validated"})
+    ENDPOINTS[endpoint].confirmed(response, email)
 
 
 def assert_refused_answer(endpoint: str, response) -> None:
     """A refusal in the endpoint's own format; nothing confirmed."""
     assert 400 <= response.status_code < 500, (response.status_code, response.data)
-    body = response.get_json(force=True)
-    if endpoint == "drf":
-        assert response.status_code == 400 and list(body) == ["token_id"], body
-    elif endpoint == "jsonapi":
-        assert response.status_code == 422, body
-        assert response.headers["Content-Type"] == JSONAPI_TYPE
-        assert body["jsonapi"] == {"version": "1.0"} and len(body["errors"]) == 1
-    elif response.status_code == 422:
-        assert body["message"] == LARAVEL_INVALID, body
-        assert set(body["errors"]) <= {"email", "token"} and body["errors"], body
-    else:
-        assert (response.status_code, body) == (401, {"message": "Token is incorrect"})
+    ENDPOINTS[endpoint].refused(response, response.get_json(force=True))
 
 
 # -- values ----------------------------------------------------------------------------------

@@ -42,12 +42,39 @@ class ServerError(RuntimeError):
     """The server did not come up; the message carries its log."""
 
 
-class Server:
-    """``flask db upgrade`` then ``gunicorn wsgi:app`` on a free loopback port."""
+# Quick dispatcher passes and retries, so tests wait for mail in seconds.
+QUICK_MAIL = {"MAIL_RETRY_BASE": "1", "MAIL_RETRY_MAX": "1", "MAIL_POLL_INTERVAL": "1",
+              "MAIL_TIMEOUT": "2"}
 
-    def __init__(self, database_url: str, *, mail_port: int, workers: int = 2,
-                 log_dir: Path, env: dict | None = None, args: tuple = (),
-                 upgrade: bool = True):
+
+def clean_env(**values: str) -> dict:
+    """This process's environment without anything that steers the server, plus ``values``."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(OWN_PREFIXES)},
+            **{k: str(v) for k, v in values.items()}}
+
+
+def flask_db_upgrade(env: dict) -> None:
+    """``flask db upgrade`` as the contract runs it, with ``env``; ServerError if it fails."""
+    done = subprocess.run([BIN / "flask", "--app", "regapp", "db", "upgrade"],
+                          cwd=ROOT, env=env, capture_output=True, timeout=60)
+    if done.returncode:
+        raise ServerError("flask db upgrade failed:\n"
+                          + done.stderr.decode(errors="replace")[-3000:])
+
+
+class Server:
+    """``flask db upgrade`` then ``gunicorn wsgi:app`` on a free loopback port.
+
+    The one gunicorn runner of the tests and the bench. ``workers=None`` leaves
+    the count to gunicorn.conf.py; ``args`` go to gunicorn before ``wsgi:app``;
+    ``env`` overrides the defaults below (``quick_mail=False`` keeps the mail
+    timings of the configuration). ``start()`` may be called again after a stop
+    or a crash: same port, same database, the log is appended to.
+    """
+
+    def __init__(self, database_url: str, *, mail_port: int, log_dir: Path,
+                 workers: int | None = 2, env: dict | None = None, args: tuple = (),
+                 upgrade: bool = True, quick_mail: bool = True):
         self.database_url = database_url
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -55,42 +82,34 @@ class Server:
         self.args = tuple(args)
         self.upgrade = upgrade
         self.log_path = Path(log_dir) / f"gunicorn-{self.port}.log"
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(OWN_PREFIXES)},
+        self.env = clean_env(**{
             "REGAPP_CONFIG": "development",
             "DATABASE_URL": database_url,
             "MAIL_SERVER": "127.0.0.1",
-            "MAIL_PORT": str(mail_port),
+            "MAIL_PORT": mail_port,
             "SECRET_KEY": "serverkit-" + uuid.uuid4().hex,
             "FRONTEND_URL": self.base,
             "RATELIMIT_ENABLED": "false",
-            # Quick dispatcher passes and retries, so tests wait for mail in seconds.
-            "MAIL_RETRY_BASE": "1",
-            "MAIL_RETRY_MAX": "1",
-            "MAIL_POLL_INTERVAL": "1",
-            "MAIL_TIMEOUT": "2",
+            **(QUICK_MAIL if quick_mail else {}),
             **(env or {}),
-        }
+        })
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 20) -> "Server":
+    def start(self, timeout: float = 20) -> Server:
         """Migrate, start gunicorn and wait for an HTTP answer; raise ServerError if not."""
         if self.upgrade:
-            done = subprocess.run([BIN / "flask", "--app", "regapp", "db", "upgrade"],
-                                  cwd=ROOT, env=self.env, capture_output=True, timeout=60)
-            if done.returncode:
-                raise ServerError("flask db upgrade failed:\n"
-                                  + done.stderr.decode(errors="replace")[-3000:])
-        with open(self.log_path, "wb") as log:
+            flask_db_upgrade(self.env)
+        workers = () if self.workers is None else ("--workers", str(self.workers))
+        with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [BIN / "gunicorn", "--bind", f"127.0.0.1:{self.port}",
-                 "--workers", str(self.workers), *self.args, "wsgi:app"],
+                 *workers, *self.args, "wsgi:app"],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
         try:
             self._wait_until_up(timeout)
         except BaseException:
-            self.stop()
+            self.stop(signal.SIGKILL)
             raise
         return self
 
@@ -100,26 +119,35 @@ class Server:
             if self.proc.poll() is not None:
                 raise ServerError(f"gunicorn exited early:\n{self.log()}")
             try:
-                urllib.request.urlopen(f"{self.base}/confirm-email/", timeout=1)
+                urllib.request.urlopen(f"{self.base}/confirm-email/", timeout=1).close()
                 return
             except urllib.error.HTTPError:
                 return  # any HTTP answer means it is serving
             except OSError:
-                time.sleep(0.1)
+                time.sleep(0.05)
         raise ServerError(f"gunicorn did not answer within {timeout}s:\n{self.log()}")
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL to the whole process group if it lingers."""
-        proc, self.proc = self.proc, None
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10, *,
+             check: bool = False) -> None:
+        """Send ``sig`` to the master (SIGKILL: to the whole process group) and wait;
+        SIGKILL the group if it lingers, and then, with ``check``, raise ServerError."""
+        proc = self.proc
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(signal.SIGTERM)
+        if sig == signal.SIGKILL:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.send_signal(sig)
         try:
-            proc.wait(10)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+            if check:
+                raise ServerError(
+                    f"gunicorn ignored {sig!r} for {timeout}s:\n{self.log()}") from None
 
     def log(self) -> str:
         """Everything gunicorn and the app wrote so far (error log and access log)."""
@@ -207,24 +235,53 @@ def sqlite_url(directory: Path) -> str:
     return f"sqlite:///{Path(directory) / 'server.sqlite'}"
 
 
-@contextlib.contextmanager
-def postgres_database(prefix: str = "regapp_srv"):
-    """A new, empty PostgreSQL database on TEST_DATABASE_URL's server, dropped afterwards."""
-    if not TEST_DATABASE_URL:
-        raise RuntimeError("TEST_DATABASE_URL is not set")
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+class PostgresDatabase:
+    """A throwaway database on TEST_DATABASE_URL's server: ``url`` is known before
+    ``create()`` (a test can point an app at it first); ``drop()`` forces it away.
+
+    The one place tests and the bench CREATE and DROP databases; as a context
+    manager it is created on entry and dropped on exit.
+    """
+
+    def __init__(self, prefix: str = "regapp_srv", template: str | None = None):
+        if not TEST_DATABASE_URL:
+            raise RuntimeError("TEST_DATABASE_URL is not set")
+        self.name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        self.template = template
+        self.url = sa.engine.make_url(TEST_DATABASE_URL).set(
+            database=self.name).render_as_string(hide_password=False)
+
+    def _admin(self, sql: str) -> None:
+        admin = sa.create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
         try:
-            yield sa.engine.make_url(TEST_DATABASE_URL).set(database=name).render_as_string(
-                hide_password=False)
-        finally:
             with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                conn.execute(sa.text(sql))
+        finally:
+            admin.dispose()
+
+    def create(self) -> str:
+        template = f' TEMPLATE "{self.template}"' if self.template else ""
+        self._admin(f'CREATE DATABASE "{self.name}"{template}')
+        return self.url
+
+    def drop(self) -> None:
+        self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    def __enter__(self) -> str:
+        return self.create()
+
+    def __exit__(self, *exc_info) -> None:
+        self.drop()
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str = "regapp_srv", template: str | None = None):
+    """A new PostgreSQL database (empty, or a copy of ``template``), dropped afterwards."""
+    database = PostgresDatabase(prefix, template)
+    try:
+        yield database.create()
     finally:
-        admin.dispose()
+        database.drop()
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from regapp.core import operators
 from regapp.core import outbox
 from regapp.extensions import db
 from regapp.models import OutboxMessage
@@ -254,8 +255,6 @@ def test_delete_drops_the_unsent_confirmation_mail(app, runner, deliver):
 
 
 def test_purge_keeps_an_account_confirmed_after_the_listing(app, runner, monkeypatch):
-    from regapp.core import operators
-
     assert create(runner, "late@example.com").exit_code == 0
     listed = operators.unconfirmed_before
 

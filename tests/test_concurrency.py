@@ -11,9 +11,7 @@ from sqlalchemy import select
 from sqlalchemy import update
 
 from regapp.core import confirmation
-from regapp.core import registration
 from regapp.core.errors import RegappError
-from regapp.core.passwords import DjangoPolicy
 from regapp.extensions import db
 from regapp.models import EmailConfirmation
 from regapp.models import OutboxMessage
@@ -57,10 +55,9 @@ def assert_one_winner(results, success, loser_body, backend):
             assert (status, body) == (400, loser_body)
 
 
-def register_in_core(app, email="race@example.org"):
+def register_in_core(app, make_core_user, email="race@example.org"):
     with app.app_context():
-        return registration.register({"email": email, "username": "racer", "password": PASSWORD},
-                                 policy=DjangoPolicy()).user.id
+        return make_core_user(email, "racer").id
 
 
 def core_outcome(app, call):
@@ -95,8 +92,8 @@ def test_same_email_in_mixed_case_at_once(app, backend):
         assert db.session.scalar(select(User.email_key)) == "racer@example.org"
 
 
-def test_one_token_confirmed_at_once(app, backend, last_confirmation):
-    user_id = register_in_core(app)
+def test_one_token_confirmed_at_once(app, backend, last_confirmation, make_core_user):
+    user_id = register_in_core(app, make_core_user)
     _, token, _ = last_confirmation()
     results = in_parallel(20, lambda i: http(
         app, "GET", "/api/confirm-email/", query_string={"token_id": token}))
@@ -105,8 +102,8 @@ def test_one_token_confirmed_at_once(app, backend, last_confirmation):
         assert db.session.get(User, user_id).is_email_confirmed is True
 
 
-def test_one_code_confirmed_at_once(app, last_confirmation):
-    user_id = register_in_core(app)
+def test_one_code_confirmed_at_once(app, last_confirmation, make_core_user):
+    user_id = register_in_core(app, make_core_user)
     _, _, code = last_confirmation()
     outcomes = Counter(in_parallel(20, lambda i: core_outcome(
         app, lambda: confirmation.confirm_code("RACE@example.org" if i % 2 else "race@example.org",
@@ -116,8 +113,8 @@ def test_one_code_confirmed_at_once(app, last_confirmation):
         assert db.session.get(User, user_id).is_email_confirmed is True
 
 
-def test_wrong_codes_at_once_are_all_counted(app, last_confirmation):
-    user_id = register_in_core(app)
+def test_wrong_codes_at_once_are_all_counted(app, last_confirmation, make_core_user):
+    user_id = register_in_core(app, make_core_user)
     _, token, code = last_confirmation()
     max_attempts = app.config["CONFIRM_CODE_MAX_ATTEMPTS"]
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
@@ -137,8 +134,8 @@ def test_wrong_codes_at_once_are_all_counted(app, last_confirmation):
 
 
 @pytest.mark.config(RESEND_COOLDOWN=60)
-def test_resends_at_once_send_one_message(app):
-    register_in_core(app)
+def test_resends_at_once_send_one_message(app, make_core_user):
+    register_in_core(app, make_core_user)
     with app.app_context():
         db.session.execute(update(User).values(
             confirmation_sent_at=utcnow() - timedelta(seconds=61)))
@@ -146,7 +143,8 @@ def test_resends_at_once_send_one_message(app):
 
     def resend(i):
         with app.app_context():
-            return confirmation.resend_confirmation("RACE@example.org" if i % 2 else "race@example.org")
+            email = "RACE@example.org" if i % 2 else "race@example.org"
+            return confirmation.resend_confirmation(email)
 
     assert Counter(in_parallel(20, resend)) == {True: 1, False: 19}
     assert counts(app) == (1, 2, 2)

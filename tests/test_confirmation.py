@@ -32,14 +32,6 @@ RESEND_BODY = {"detail": "If this address is registered and not yet confirmed, "
                          "a new confirmation email is on its way."}
 
 
-def register(client, name="alice", email=None, **kwargs):
-    email = email or f"{name}@x.io"
-    r = client.post("/api/register/", json={"username": name, "email": email,
-                                            "password": PASSWORD}, **kwargs)
-    assert r.status_code == 201, r.get_json()
-    return email
-
-
 def row(app, email):
     with app.app_context():
         user = db.session.scalar(select(User).where(User.email_key == email.lower()))
@@ -76,8 +68,8 @@ def assert_confirmed(app, email, confirmed=True):
 # -- the email ----------------------------------------------------------------------
 
 @pytest.mark.config(FRONTEND_URL="https://front.example/app/")
-def test_one_email_with_link_from_config_and_code(app, client, deliver):
-    register(client, headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example",
+def test_one_email_with_link_from_config_and_code(app, client, deliver, make_user):
+    make_user(headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example",
                               "X-Forwarded-Proto": "http", "Forwarded": "host=evil.example"})
     messages = deliver()
     assert len(messages) == 1
@@ -98,15 +90,15 @@ def test_one_email_with_link_from_config_and_code(app, client, deliver):
     assert len(deliver()) == 1
 
 
-def test_default_link_points_at_this_service(client, last_confirmation):
-    register(client)
+def test_default_link_points_at_this_service(client, last_confirmation, make_user):
+    make_user()
     link, token, code = last_confirmation()
     assert link == f"http://127.0.0.1:5000/confirm-email/?token_id={token}"
     assert re.fullmatch(r"[0-9]{6}", code)
 
 
-def test_failed_registration_sends_nothing(client, deliver):
-    register(client)
+def test_failed_registration_sends_nothing(client, deliver, make_user):
+    make_user()
     client.post("/api/register/", json={"username": "b", "email": "alice@x.io",
                                         "password": PASSWORD})
     client.post("/api/register/", json={"username": "c", "email": "c@x.io", "password": "1"})
@@ -128,8 +120,8 @@ ALREADY = {
 
 
 @pytest.mark.parametrize("endpoint", list(ENDPOINTS))
-def test_link_token_confirms_at_every_endpoint(app, client, last_confirmation, endpoint):
-    email = register(client)
+def test_link_token_confirms_at_every_endpoint(app, client, last_confirmation, endpoint, make_user):
+    email = make_user()
     _, token, code = last_confirmation()
     call, status, body = ENDPOINTS[endpoint]
     r = call(client, email, token)
@@ -149,8 +141,8 @@ def test_link_token_confirms_at_every_endpoint(app, client, last_confirmation, e
     assert assert_confirmed(app, email).confirmed_at == first.confirmed_at
 
 
-def test_jsonapi_success_is_empty_text_plain(client, last_confirmation):
-    register(client)
+def test_jsonapi_success_is_empty_text_plain(client, last_confirmation, make_user):
+    make_user()
     _, token, _ = last_confirmation()
     r = verification(client, token)
     assert r.status_code == 200
@@ -159,8 +151,8 @@ def test_jsonapi_success_is_empty_text_plain(client, last_confirmation):
 
 
 @pytest.mark.parametrize("as_int", [False, True], ids=["string", "integer"])
-def test_code_confirms_at_validation(app, client, last_confirmation, as_int):
-    email = register(client)
+def test_code_confirms_at_validation(app, client, last_confirmation, as_int, make_user):
+    email = make_user()
     _, _, code = last_confirmation()
     r = validation(client, email, int(code) if as_int else code)
     assert (r.status_code, r.get_json()) == (201, {"message": "Validated"})
@@ -171,8 +163,8 @@ def test_code_confirms_at_validation(app, client, last_confirmation, as_int):
     assert (r.status_code, r.get_json()) == (400, DRF_ALREADY)
 
 
-def test_code_email_is_case_insensitive(app, client, last_confirmation):
-    register(client)
+def test_code_email_is_case_insensitive(app, client, last_confirmation, make_user):
+    make_user()
     _, _, code = last_confirmation()
     r = validation(client, "ALICE@X.IO", code)
     assert r.status_code == 201
@@ -181,8 +173,8 @@ def test_code_email_is_case_insensitive(app, client, last_confirmation):
 
 # -- wrong codes ------------------------------------------------------------------------
 
-def test_five_wrong_codes_lock_the_code_but_not_the_link(app, client, last_confirmation):
-    email = register(client)
+def test_five_wrong_codes_lock_the_code_but_not_the_link(app, client, last_confirmation, make_user):
+    email = make_user()
     _, token, code = last_confirmation()
     for step in range(1, 6):
         r = validation(client, email, other_code(code, step))
@@ -196,8 +188,8 @@ def test_five_wrong_codes_lock_the_code_but_not_the_link(app, client, last_confi
     assert_confirmed(app, email)
 
 
-def test_wrong_codes_count_across_case_variants(app, client, last_confirmation):
-    register(client)
+def test_wrong_codes_count_across_case_variants(app, client, last_confirmation, make_user):
+    make_user()
     _, _, code = last_confirmation()
     for step in range(1, 6):
         variant = "ALICE@X.IO" if step % 2 else "alice@x.io"
@@ -207,8 +199,8 @@ def test_wrong_codes_count_across_case_variants(app, client, last_confirmation):
 
 
 @pytest.mark.config(CONFIRM_CODE_MAX_ATTEMPTS=3, CONFIRM_CODE_LIFETIME_CAP=6)
-def test_a_new_code_does_not_reset_the_lifetime_cap(app, client, last_confirmation):
-    email = register(client)
+def test_a_new_code_does_not_reset_the_lifetime_cap(app, client, last_confirmation, make_user):
+    email = make_user()
     for _ in range(2):
         _, _, code = last_confirmation()
         for step in range(1, 4):
@@ -221,8 +213,8 @@ def test_a_new_code_does_not_reset_the_lifetime_cap(app, client, last_confirmati
     assert confirm_link(client, token).status_code == 200
 
 
-def test_unknown_email_answers_like_a_wrong_code(client, last_confirmation):
-    email = register(client)
+def test_unknown_email_answers_like_a_wrong_code(client, last_confirmation, make_user):
+    email = make_user()
     _, _, code = last_confirmation()
     wrong = validation(client, email, other_code(code))
     unknown = validation(client, "nobody@x.io", code)
@@ -230,10 +222,10 @@ def test_unknown_email_answers_like_a_wrong_code(client, last_confirmation):
     assert unknown.get_json() == TOKEN_INCORRECT
 
 
-def test_another_users_token_or_code_is_incorrect(app, client, last_confirmation):
-    alice = register(client, "alice")
+def test_another_users_token_or_code_is_incorrect(app, client, last_confirmation, make_user):
+    alice = make_user("alice")
     _, alice_token, alice_code = last_confirmation(alice)
-    bob = register(client, "bob")
+    bob = make_user("bob")
     _, bob_token, bob_code = last_confirmation(bob)
     for token in (bob_token, bob_code):
         r = validation(client, alice, token)
@@ -265,8 +257,8 @@ TAMPERINGS = {
 
 
 @pytest.mark.parametrize("tamper", list(TAMPERINGS))
-def test_tampered_tokens_are_refused_everywhere(app, client, last_confirmation, tamper):
-    email = register(client)
+def test_tampered_tokens_are_refused_everywhere(app, client, last_confirmation, tamper, make_user):
+    email = make_user()
     _, token, _ = last_confirmation()
     bad = TAMPERINGS[tamper](token)
     assert bad != token
@@ -279,8 +271,8 @@ def test_tampered_tokens_are_refused_everywhere(app, client, last_confirmation, 
     assert_confirmed(app, email, confirmed=False)
 
 
-def test_token_for_another_purpose_is_refused(app, client, last_confirmation):
-    email = register(client)
+def test_token_for_another_purpose_is_refused(app, client, last_confirmation, make_user):
+    email = make_user()
     _, token, _ = last_confirmation()
     payload = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="regapp.confirm-email"
                                      ).loads(token)
@@ -290,16 +282,16 @@ def test_token_for_another_purpose_is_refused(app, client, last_confirmation):
     assert_confirmed(app, email, confirmed=False)
 
 
-def test_bare_code_is_refused_where_no_email_is_given(app, client, last_confirmation):
-    email = register(client)
+def test_bare_code_is_refused_where_no_email_is_given(app, client, last_confirmation, make_user):
+    email = make_user()
     _, _, code = last_confirmation()
     assert confirm_link(client, code).get_json() == DRF_INVALID
     assert verification(client, code).get_json() == JSONAPI_INVALID
     assert_confirmed(app, email, confirmed=False)
 
 
-def test_blank_or_missing_token(app, client):
-    email = register(client)
+def test_blank_or_missing_token(app, client, make_user):
+    email = make_user()
     assert client.get("/api/confirm-email/?token_id=").status_code == 400
     r = client.get("/api/users/verification")
     assert (r.status_code, r.get_json()) == (422, JSONAPI_INVALID)
@@ -324,8 +316,8 @@ def _mint_at(monkeypatch, offset):
     (-(86400 - 10), True),   # just inside it
     (3600, False),           # from the future (a clock moved back)
 ])
-def test_token_lifetime(app, client, last_confirmation, monkeypatch, offset, valid):
-    email = register_with_stamp(client, monkeypatch, offset)
+def test_token_lifetime(app, client, last_confirmation, monkeypatch, offset, valid, make_user):
+    email = register_with_stamp(make_user, monkeypatch, offset)
     _, token, _ = last_confirmation()
     if valid:
         assert confirm_link(client, token).status_code == 200
@@ -338,16 +330,16 @@ def test_token_lifetime(app, client, last_confirmation, monkeypatch, offset, val
     assert_confirmed(app, email, confirmed=False)
 
 
-def register_with_stamp(client, monkeypatch, offset):
+def register_with_stamp(make_user, monkeypatch, offset):
     _mint_at(monkeypatch, offset)
-    email = register(client)
+    email = make_user()
     monkeypatch.undo()
     return email
 
 
 @pytest.mark.config(CONFIRM_TOKEN_MAX_AGE=0)
-def test_expired_code_is_incorrect(app, client, last_confirmation):
-    email = register(client)
+def test_expired_code_is_incorrect(app, client, last_confirmation, make_user):
+    email = make_user()
     _, _, code = last_confirmation()
     r = validation(client, email, code)
     assert (r.status_code, r.get_json()) == (401, TOKEN_INCORRECT)
@@ -356,8 +348,8 @@ def test_expired_code_is_incorrect(app, client, last_confirmation):
 
 # -- HEAD never confirms --------------------------------------------------------------------
 
-def test_head_never_confirms(app, client, last_confirmation):
-    email = register(client)
+def test_head_never_confirms(app, client, last_confirmation, make_user):
+    email = make_user()
     _, token, _ = last_confirmation()
     for url in (f"/api/confirm-email/?token_id={token}",
                 f"/api/users/verification?email_token={token}",
@@ -369,9 +361,10 @@ def test_head_never_confirms(app, client, last_confirmation):
 
 # -- resend -----------------------------------------------------------------------------------
 
-def test_resend_answers_the_same_for_everyone(app, client, deliver, last_confirmation, smtp):
-    pending = register(client, "pending")
-    done = register(client, "done")
+def test_resend_answers_the_same_for_everyone(app, client, deliver, last_confirmation, smtp,
+                                              make_user):
+    pending = make_user("pending")
+    done = make_user("done")
     confirm_link(client, last_confirmation(done)[1])
     deliver()
     smtp.clear()
@@ -387,8 +380,8 @@ def test_resend_answers_the_same_for_everyone(app, client, deliver, last_confirm
     assert [m["To"] for m in messages] == [pending, pending]
 
 
-def test_resend_mails_the_stored_address(client, deliver, smtp):
-    register(client, email="Alice@x.io")
+def test_resend_mails_the_stored_address(client, deliver, smtp, make_user):
+    make_user(email="Alice@x.io")
     deliver()
     smtp.clear()
     assert client.post("/api/resend-confirmation/", data={"email": "ALICE@X.IO"}
@@ -396,8 +389,8 @@ def test_resend_mails_the_stored_address(client, deliver, smtp):
     assert [m["To"] for m in deliver()] == ["Alice@x.io"]
 
 
-def test_resend_replaces_the_code(app, client, last_confirmation):
-    email = register(client)
+def test_resend_replaces_the_code(app, client, last_confirmation, make_user):
+    email = make_user()
     _, _, old_code = last_confirmation()
     client.post("/api/resend-confirmation/", json={"email": email})
     _, _, new_code = last_confirmation()
@@ -407,8 +400,8 @@ def test_resend_replaces_the_code(app, client, last_confirmation):
     assert validation(client, email, new_code).status_code == 201
 
 
-def test_earlier_link_still_works_after_a_resend(app, client, last_confirmation):
-    email = register(client)
+def test_earlier_link_still_works_after_a_resend(app, client, last_confirmation, make_user):
+    email = make_user()
     _, old_token, _ = last_confirmation()
     client.post("/api/resend-confirmation/", json={"email": email})
     _, new_token, _ = last_confirmation()
@@ -417,8 +410,8 @@ def test_earlier_link_still_works_after_a_resend(app, client, last_confirmation)
 
 
 @pytest.mark.config(RESEND_COOLDOWN=60)
-def test_resend_cooldown_allows_one_email_per_period(app, client, deliver):
-    email = register(client)
+def test_resend_cooldown_allows_one_email_per_period(app, client, deliver, make_user):
+    email = make_user()
     for _ in range(3):
         assert client.post("/api/resend-confirmation/", json={"email": email}
                            ).status_code == 202

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from regapp.extensions import db
 from regapp.models import User
+from tests.dbstate import counts
 from tests.profile_matrix import CASES
 from tests.profile_matrix import CONFIRM
 from tests.profile_matrix import ENCODINGS
@@ -30,7 +31,6 @@ from tests.profile_matrix import created
 from tests.profile_matrix import post
 from tests.profile_matrix import raw
 from tests.profile_matrix import scrub
-from tests.dbstate import counts
 
 # SECURITY A4: number, float, boolean, array, object where a string goes.
 WRONG_TYPES = [12345678, 1.5, True, ["user@example.org"], {"$ne": None}]

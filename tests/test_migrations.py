@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -14,6 +14,7 @@ from flask_migrate.cli import db as db_command
 
 from regapp import create_app
 from regapp.extensions import db
+from tests.serverkit import postgres_database
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
@@ -23,24 +24,15 @@ TABLES = {"users", "email_confirmations", "outbox_messages"}
 @pytest.fixture(params=["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else []))
 def empty_app(request, tmp_path):
     """An app on a brand-new, empty database (not the suite's migrated one)."""
-    admin = name = None
-    if request.param == "sqlite":
-        url = "sqlite:///" + str(tmp_path / "empty.sqlite")
-    else:
-        name = f"regapp_migrations_{uuid.uuid4().hex[:12]}"
-        admin = sa.create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        url = sa.engine.make_url(TEST_DATABASE_URL).set(database=name).render_as_string(
-            hide_password=False)
-    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url})
-    yield app
-    with app.app_context():
-        db.engine.dispose()
-    if admin is not None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = "sqlite:///" + str(tmp_path / "empty.sqlite")
+        else:
+            url = stack.enter_context(postgres_database("regapp_migrations"))
+        app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url})
+        yield app
+        with app.app_context():
+            db.engine.dispose()
 
 
 def flask_db(app, *args):

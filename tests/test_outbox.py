@@ -7,7 +7,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -23,6 +22,7 @@ from regapp.models import OutboxMessage
 from regapp.models import User
 from regapp.models import utcnow
 from tests.dbstate import fail_outbox_inserts
+from tests.serverkit import PostgresDatabase
 from tests.smtp import Recorder
 from tests.smtp import SMTPServer
 from tests.smtp import confirmation
@@ -90,16 +90,9 @@ def dispatcher(app):
         assert not thread.is_alive()
 
 
-def register(client, n: int = 1, prefix: str = "user"):
-    """Register ``n`` users through the drf profile; return their addresses."""
-    emails = []
-    for i in range(n):
-        email = f"{prefix}{i}@example.com"
-        r = client.post("/api/register/", json={
-            "username": f"{prefix}{i}", "email": email, "password": PASSWORD})
-        assert r.status_code == 201, r.get_json()
-        emails.append(email)
-    return emails
+def users(make_user, n: int = 1, prefix: str = "user"):
+    """Sign up ``n`` users (``make_user``) at example.com; return their addresses."""
+    return [make_user(f"{prefix}{i}", f"{prefix}{i}@example.com") for i in range(n)]
 
 
 def queue(app, n: int, prefix: str = "bulk") -> None:
@@ -140,8 +133,8 @@ def closed_port() -> int:
 
 # -- the transaction -------------------------------------------------------------------
 
-def test_email_row_is_committed_with_the_user(app, client):
-    register(client)
+def test_email_row_is_committed_with_the_user(app, client, make_user):
+    users(make_user)
     r = client.post("/api/register/", json={"username": "other", "email": "USER0@example.com",
                                             "password": PASSWORD})
     assert r.status_code == 400  # duplicate: that transaction left no second email
@@ -150,7 +143,7 @@ def test_email_row_is_committed_with_the_user(app, client):
     assert row.message_id.startswith("<") and row.message_id.endswith("@localhost>")
 
 
-def test_failed_registration_transaction_leaves_neither_row(app, client, backend, smtp):
+def test_failed_registration_transaction_leaves_neither_row(app, client, backend, smtp, make_user):
     fail_outbox_inserts(app, backend, True)
     try:
         r = client.post("/api/register/", json={"username": "u", "email": "u@example.com",
@@ -162,36 +155,37 @@ def test_failed_registration_transaction_leaves_neither_row(app, client, backend
         assert db.session.scalar(sa.select(sa.func.count(User.id))) == 0
     assert rows(app) == []
     # Nothing half-made blocks a retry of the same registration.
-    register(client, prefix="u")
+    users(make_user, prefix="u")
     assert len(rows(app)) == 1
 
 
 # -- the response never waits for SMTP --------------------------------------------------
 
 @pytest.mark.config(MAIL_PORT=closed_port())
-def test_registration_succeeds_while_smtp_is_down(app, client):
-    register(client, 2)
+def test_registration_succeeds_while_smtp_is_down(app, client, make_user):
+    users(make_user, 2)
     with app.app_context():
         assert delivery.send_due() == {"sent": 0, "retry": 2, "failed": 0}
     assert [r.status for r in rows(app)] == ["pending", "pending"]
 
 
 @pytest.mark.config(OUTBOX_AUTOSTART=True, MAIL_TIMEOUT=1, MAIL_POLL_INTERVAL=1)
-def test_response_is_fast_while_the_sender_hangs_on_smtp(app, client, dispatcher, blackhole):
+def test_response_is_fast_while_the_sender_hangs_on_smtp(app, client, dispatcher, blackhole,
+                                                         make_user):
     app.config["MAIL_PORT"] = blackhole
     dispatcher()
-    register(client, 1, prefix="first")
+    users(make_user, 1, prefix="first")
     time.sleep(0.2)  # the dispatcher is now stuck waiting for a greeting
     started = time.monotonic()
-    register(client, 1, prefix="second")
+    users(make_user, 1, prefix="second")
     assert time.monotonic() - started < 1.0
     assert rows(app)[0].status == "sending"  # the sender really was stuck meanwhile
 
 
 # -- exactly once, retries and backoff --------------------------------------------------
 
-def test_delivered_exactly_once(app, client, smtp):
-    emails = register(client, 3)
+def test_delivered_exactly_once(app, client, smtp, make_user):
+    emails = users(make_user, 3)
     assert send(app) == {"sent": 3, "retry": 0, "failed": 0}
     assert send(app) == {"sent": 0, "retry": 0, "failed": 0}
     stored = rows(app)
@@ -205,11 +199,11 @@ def test_delivered_exactly_once(app, client, smtp):
 
 
 @pytest.mark.config(MAIL_RETRY_BASE=10)
-def test_smtp_down_retried_with_backoff_then_delivered_once(app, client, server):
+def test_smtp_down_retried_with_backoff_then_delivered_once(app, client, server, make_user):
     port = server.port
     app.config["MAIL_PORT"] = port
     server.stop()
-    register(client)
+    users(make_user)
     delays = []
     for attempt in (1, 2, 3):
         before = utcnow()
@@ -231,8 +225,8 @@ def test_smtp_down_retried_with_backoff_then_delivered_once(app, client, server)
 
 
 @pytest.mark.config(MAIL_MAX_ATTEMPTS=3, MAIL_PORT=closed_port())
-def test_parked_after_max_attempts_and_visible_to_operators(app, client, runner, smtp):
-    [email] = register(client)
+def test_parked_after_max_attempts_and_visible_to_operators(app, client, runner, smtp, make_user):
+    [email] = users(make_user)
     assert send(app) == {"sent": 0, "retry": 2, "failed": 1}
     [row] = rows(app)
     assert (row.status, row.attempts) == ("failed", 3)
@@ -247,10 +241,10 @@ def test_parked_after_max_attempts_and_visible_to_operators(app, client, runner,
     assert message_ids(smtp.messages) == [row.message_id]
 
 
-def test_4xx_replies_are_retried_with_the_same_message_id(app, client, server):
+def test_4xx_replies_are_retried_with_the_same_message_id(app, client, server, make_user):
     app.config["MAIL_PORT"] = server.port
     server.recorder.reply = "451 4.3.0 try later"
-    register(client)
+    users(make_user)
     with app.app_context():
         assert delivery.send_due() == {"sent": 0, "retry": 1, "failed": 0}
         assert delivery.send_due() == {"sent": 0, "retry": 1, "failed": 0}
@@ -263,10 +257,10 @@ def test_4xx_replies_are_retried_with_the_same_message_id(app, client, server):
     assert message_ids(server.messages) == [row.message_id]
 
 
-def test_5xx_replies_are_parked_after_the_permanent_limit(app, client, server):
+def test_5xx_replies_are_parked_after_the_permanent_limit(app, client, server, make_user):
     app.config["MAIL_PORT"] = server.port
     server.recorder.reply = "550 5.1.1 no such user"
-    register(client)
+    users(make_user)
     assert send(app) == {"sent": 0, "retry": 2, "failed": 1}
     [row] = rows(app)
     assert (row.status, row.attempts) == ("failed", app.config["MAIL_MAX_PERMANENT_ATTEMPTS"])
@@ -274,7 +268,7 @@ def test_5xx_replies_are_parked_after_the_permanent_limit(app, client, server):
     assert server.messages == []
 
 
-def test_poisoned_messages_do_not_block_the_batch(app, client, server):
+def test_poisoned_messages_do_not_block_the_batch(app, client, server, make_user):
     app.config["MAIL_PORT"] = server.port
     server.recorder.refuse.add("gone@example.com")
     with app.app_context():
@@ -283,7 +277,7 @@ def test_poisoned_messages_do_not_block_the_batch(app, client, server):
                        body_text="x", body_html=None)
         outbox.enqueue(to="gone@example.com", subject="hi", body_text="x", body_html=None)
         db.session.commit()
-    emails = register(client, 2)
+    emails = users(make_user, 2)
     with app.app_context():
         counts = delivery.send_due()
     assert counts == {"sent": 2, "retry": 1, "failed": 2}
@@ -431,10 +425,10 @@ def test_smtp_connection_times_out_and_the_row_is_kept(app, smtp, blackhole):
 
 # -- no secrets in logs or rows ---------------------------------------------------------
 
-def test_logs_and_errors_hold_no_body_token_or_code(app, client, server, caplog):
+def test_logs_and_errors_hold_no_body_token_or_code(app, client, server, caplog, make_user):
     app.config["MAIL_PORT"] = server.port
     server.recorder.reply = "451 4.3.0 try later"
-    register(client)
+    users(make_user)
     with caplog.at_level(logging.DEBUG):
         with app.app_context():
             assert delivery.send_due()["retry"] == 1
@@ -453,10 +447,11 @@ def test_logs_and_errors_hold_no_body_token_or_code(app, client, server, caplog)
 # -- the dispatcher thread --------------------------------------------------------------
 
 @pytest.mark.config(OUTBOX_AUTOSTART=True, MAIL_POLL_INTERVAL=60)
-def test_dispatcher_delivers_after_commit_without_anyone_sending(app, client, smtp, dispatcher):
+def test_dispatcher_delivers_after_commit_without_anyone_sending(app, client, smtp, dispatcher,
+                                                                 make_user):
     thread = dispatcher()
     assert dispatcher() is thread and thread.is_alive()  # one per process
-    register(client, 2)
+    users(make_user, 2)
     messages = smtp.wait_for(2, timeout=5)
     assert sorted(m["To"] for m in messages) == ["user0@example.com", "user1@example.com"]
     time.sleep(0.1)
@@ -471,11 +466,10 @@ def test_dispatcher_is_off_unless_autostarted(app):
 def test_dispatcher_survives_a_database_outage(db_kind, tmp_path, smtp, caplog):
     if db_kind == "postgresql" and not TEST_DATABASE_URL:
         pytest.skip("needs TEST_DATABASE_URL")
-    admin, name = None, f"regapp_late_{uuid.uuid4().hex[:12]}"
+    later = None  # the database does not exist yet when the dispatcher starts
     if db_kind == "postgresql":
-        admin = sa.create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
-        uri = sa.engine.make_url(TEST_DATABASE_URL).set(database=name).render_as_string(
-            hide_password=False)
+        later = PostgresDatabase("regapp_late")
+        uri = later.url
     else:
         uri = "sqlite:///" + str(tmp_path / "later" / "regapp.sqlite")  # no directory yet
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": uri, "OUTBOX_AUTOSTART": True,
@@ -486,9 +480,8 @@ def test_dispatcher_survives_a_database_outage(db_kind, tmp_path, smtp, caplog):
             time.sleep(1.5)  # at least two failed passes
             assert thread.is_alive()
             assert "dispatcher pass failed (OperationalError)" in caplog.text
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        if later is not None:
+            later.create()
         else:
             (tmp_path / "later").mkdir()
         with app.app_context():
@@ -500,7 +493,5 @@ def test_dispatcher_survives_a_database_outage(db_kind, tmp_path, smtp, caplog):
         dispatch.stop_dispatcher(app)
         with app.app_context():
             db.engine.dispose()
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+        if later is not None:
+            later.drop()

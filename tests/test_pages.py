@@ -9,8 +9,6 @@ import pytest
 from itsdangerous import TimestampSigner
 from sqlalchemy import select
 
-from regapp.core import registration
-from regapp.core.passwords import DjangoPolicy
 from regapp.extensions import db
 from regapp.models import User
 from tests.smtp import html_part
@@ -43,13 +41,6 @@ class Forms(HTMLParser):
             self.forms[-1]["buttons"].append(data.strip())
 
 
-def register(client, name="alice"):
-    r = client.post("/api/register/", json={"username": name, "email": f"{name}@x.io",
-                                            "password": PASSWORD})
-    assert r.status_code == 201
-    return f"{name}@x.io"
-
-
 def is_confirmed(app, email):
     with app.app_context():
         return db.session.scalar(select(User.is_email_confirmed).where(User.email == email))
@@ -73,8 +64,8 @@ def assert_safe_page(response):
     return page
 
 
-def test_emailed_link_opens_the_page(client, last_confirmation):
-    register(client)
+def test_emailed_link_opens_the_page(client, last_confirmation, make_user):
+    make_user()
     link, token, _ = last_confirmation()
     parts = urlsplit(link)
     assert parts.path == PAGE
@@ -83,8 +74,8 @@ def test_emailed_link_opens_the_page(client, last_confirmation):
     assert "Confirm my email" in r.get_data(as_text=True)
 
 
-def test_get_shows_a_button_and_does_not_confirm(app, client, last_confirmation):
-    email = register(client)
+def test_get_shows_a_button_and_does_not_confirm(app, client, last_confirmation, make_user):
+    email = make_user()
     _, token, _ = last_confirmation()
     r = client.get(PAGE, query_string={"token_id": token})
     assert r.status_code == 200
@@ -99,8 +90,9 @@ def test_get_shows_a_button_and_does_not_confirm(app, client, last_confirmation)
     assert is_confirmed(app, email) is False
 
 
-def test_posting_the_form_confirms_then_already_confirmed(app, client, last_confirmation):
-    email = register(client)
+def test_posting_the_form_confirms_then_already_confirmed(app, client, last_confirmation,
+                                                          make_user):
+    email = make_user()
     _, token, _ = last_confirmation()
     [form] = Forms(client.get(PAGE, query_string={"token_id": token}).get_data(as_text=True)
                    ).forms
@@ -132,8 +124,8 @@ def test_bad_link_says_so_and_offers_the_resend_form(client, query):
 
 
 def test_repeated_or_missing_token_in_the_form_confirms_nothing(app, client,
-                                                                last_confirmation):
-    email = register(client)
+                                                                last_confirmation, make_user):
+    email = make_user()
     _, token, _ = last_confirmation()
     for data in ({}, {"token_id": ""}, {"token_id": [token, token]}):
         r = client.post(PAGE, data=data)
@@ -144,10 +136,10 @@ def test_repeated_or_missing_token_in_the_form_confirms_nothing(app, client,
 
 
 def test_expired_link_offers_a_resend_that_works(app, client, last_confirmation,
-                                                 monkeypatch):
+                                                 monkeypatch, make_user):
     monkeypatch.setattr(TimestampSigner, "get_timestamp",
                         lambda self: int(time.time()) - 2 * 86400)
-    email = register(client)
+    email = make_user()
     monkeypatch.undo()
     _, old_token, _ = last_confirmation()
     r = client.get(PAGE, query_string={"token_id": old_token})
@@ -166,8 +158,8 @@ def test_expired_link_offers_a_resend_that_works(app, client, last_confirmation,
     assert is_confirmed(app, email) is True
 
 
-def test_resend_page_answers_the_same_for_unknown_addresses(client, deliver, smtp):
-    register(client)
+def test_resend_page_answers_the_same_for_unknown_addresses(client, deliver, smtp, make_user):
+    make_user()
     deliver()
     smtp.clear()
     known = client.post("/confirm-email/resend", data={"email": "alice@x.io"})
@@ -194,11 +186,9 @@ def test_token_in_the_url_is_never_reflected_unescaped(client):
     assert "<script" not in html and "onerror" not in html and "<img" not in html
 
 
-def test_email_html_part_escapes_user_data(app, deliver):
+def test_email_html_part_escapes_user_data(app, deliver, make_core_user):
     with app.app_context():
-        registration.register({"email": "eve@x.io", "password": PASSWORD,
-                           "username": "eve", "first_name": "<b>Eve</b> & {{7*7}}"},
-                          policy=DjangoPolicy())
+        make_core_user("eve@x.io", "eve", PASSWORD, first_name="<b>Eve</b> & {{7*7}}")
     [msg] = deliver()
     html = html_part(msg)
     assert "<b>Eve</b>" not in html

@@ -9,8 +9,10 @@ from datetime import timedelta
 from datetime import timezone
 
 import pytest
+import redis
 import sqlalchemy as sa
 
+from config import Config
 from regapp import create_app
 from regapp.auth import limits
 from regapp.extensions import db
@@ -30,11 +32,6 @@ UNTHROTTLED_POSTS: set[str] = set()
 def on(**limits_):
     """Config marker: rate limiting on, with these limit strings."""
     return pytest.mark.config(RATELIMIT_ENABLED=True, **limits_)
-
-
-def register(client, name, email=None, **kwargs):
-    return client.post("/api/register/", json={
-        "username": name, "email": email or f"{name}@x.io", "password": PASSWORD}, **kwargs)
 
 
 def validation(client, email, token, ip="127.0.0.1"):
@@ -114,8 +111,6 @@ def test_every_api_post_route_is_throttled(app):
 
 
 def test_off_in_tests_by_default_on_in_the_config(app, client, monkeypatch):
-    from config import Config
-
     monkeypatch.delenv("RATELIMIT_ENABLED", raising=False)
     monkeypatch.delenv("RATELIMIT_STORAGE_URI", raising=False)
     assert Config.RATELIMIT_ENABLED is True
@@ -155,11 +150,11 @@ def test_production_with_memory_storage_warns(monkeypatch, caplog, tmp_path):
 # -- registration (C3) ---------------------------------------------------------------------
 
 @on(RATELIMIT_REGISTRATION="3/minute")
-def test_registration_per_ip(app, client, deliver):
-    assert register(client, "ada").status_code == 201
+def test_registration_per_ip(app, client, deliver, sign_up):
+    assert sign_up("ada").status_code == 201
     assert client.post("/api/register/", json={}).status_code == 400
-    assert register(client, "ada").status_code == 400  # failures count too
-    r = register(client, "bob")
+    assert sign_up("ada").status_code == 400  # failures count too
+    r = sign_up("bob")
     assert_throttled_json(r)
     assert r.get_json() == {
         "detail": f"Request was throttled. Expected available in {retry_after(r)} seconds."}
@@ -167,7 +162,7 @@ def test_registration_per_ip(app, client, deliver):
         assert db.session.scalar(sa.select(sa.func.count(User.id))) == 1
     assert len(deliver()) == 1
     # Another address is a fresh bucket.
-    assert register(client, "bob", environ_base={"REMOTE_ADDR": "192.0.2.77"}).status_code == 201
+    assert sign_up("bob", environ_base={"REMOTE_ADDR": "192.0.2.77"}).status_code == 201
 
 
 @on(RATELIMIT_REGISTRATION="2/minute")
@@ -280,8 +275,8 @@ def test_code_attempts_per_email_share_a_bucket_across_case_and_ips(client, capl
 
 
 @on(RATELIMIT_CONFIRMATION="100/minute", RATELIMIT_CONFIRMATION_PER_EMAIL="3/minute")
-def test_exhausted_code_attempts_never_lock_the_link(app, client, last_confirmation):
-    assert register(client, "victim").status_code == 201
+def test_exhausted_code_attempts_never_lock_the_link(app, client, last_confirmation, sign_up):
+    assert sign_up("victim").status_code == 201
     link, token, code = last_confirmation()
     for i in range(8):  # the attacker burns the per-email bucket and the code's attempts
         validation(client, "victim@x.io", f"{(int(code) + 1 + i) % 1_000_000:06d}",
@@ -298,8 +293,8 @@ def test_exhausted_code_attempts_never_lock_the_link(app, client, last_confirmat
 
 
 @on(RATELIMIT_CONFIRMATION="100/minute", RATELIMIT_CONFIRMATION_PER_EMAIL="1/minute")
-def test_link_endpoints_have_no_email_bucket(app, client, last_confirmation):
-    assert register(client, "victim").status_code == 201
+def test_link_endpoints_have_no_email_bucket(app, client, last_confirmation, sign_up):
+    assert sign_up("victim").status_code == 201
     _, token, _ = last_confirmation()
     validation(client, "victim@x.io", "000000")
     assert validation(client, "victim@x.io", "000000").status_code == 429
@@ -341,9 +336,10 @@ def test_one_trusted_proxy_keys_on_the_hop_it_appended(client):
 # -- resend: one email per address per cooldown, whatever path (C6) --------------------------
 
 @pytest.mark.config(RESEND_COOLDOWN=60)
-def test_one_confirmation_email_per_cooldown_across_paths(app, client, runner, deliver, smtp):
-    assert register(client, "pending").status_code == 201
-    assert register(client, "done").status_code == 201
+def test_one_confirmation_email_per_cooldown_across_paths(app, client, runner, deliver, smtp,
+                                                          sign_up):
+    assert sign_up("pending").status_code == 201
+    assert sign_up("done").status_code == 201
     _, token, _ = confirmation(deliver()[-1])
     assert client.get("/api/confirm-email/", query_string={"token_id": token}).status_code == 200
     smtp.clear()
@@ -370,7 +366,7 @@ def test_one_confirmation_email_per_cooldown_across_paths(app, client, runner, d
     assert len(pages) == 1 and next(iter(pages))[0] == 202
     result = cli()
     assert result.exit_code != 0 and "cooldown" in result.output
-    assert register(client, "again", email="pending@x.io").status_code == 400
+    assert sign_up("again", email="pending@x.io").status_code == 400
     assert [m["To"] for m in deliver()] == ["pending@x.io"]
 
     sent_back(app)  # the page sends the next one, then nothing else does
@@ -393,13 +389,12 @@ def test_resend_paths_share_one_bucket_per_ip(client, deliver):
     assert client.post("/confirm-email/resend", data={"email": "d@x.io"}).status_code == 429
 
 
-# -- token endpoints (when the jwt profile serves them) ---------------------------------------
+# -- token endpoints (the jwt profile's) -------------------------------------------------------
 
 @on(RATELIMIT_TOKEN="100/minute", RATELIMIT_TOKEN_PER_IDENTIFIER="2/minute")
 def test_token_endpoints_per_identifier(app, client):
     posts = [path for method, path, _ in routes(app, "token") if method == "POST"]
-    if not posts:
-        pytest.skip("no token endpoint is served yet")
+    assert posts, "the jwt profile serves its token endpoints, throttled as 'token'"
     body = {"email": "Victim@x.io", "username": "victim", "password": "wrong-password"}
     codes = [client.post(posts[0], json=body, environ_base={"REMOTE_ADDR": f"192.0.2.{i}"}
                          ).status_code for i in range(3)]
@@ -420,8 +415,7 @@ def test_token_endpoints_per_identifier(app, client):
 @on(RATELIMIT_TOKEN="2/minute")
 def test_token_endpoints_per_ip(app, client):
     posts = [path for method, path, _ in routes(app, "token") if method == "POST"]
-    if not posts:
-        pytest.skip("no token endpoint is served yet")
+    assert posts, "the jwt profile serves its token endpoints, throttled as 'token'"
     codes = [client.post(posts[i % len(posts)], json={"refresh": "x"}).status_code
              for i in range(3)]
     assert 429 not in codes[:2] and codes[2] == 429
@@ -432,8 +426,6 @@ def test_token_endpoints_per_ip(app, client):
 @pytest.fixture
 def redis_prefix():
     """A key prefix unique to this test; its keys are deleted afterwards."""
-    import redis
-
     prefix = f"regapp-test-{uuid.uuid4().hex[:12]}"
     yield prefix
     conn = redis.Redis.from_url(TEST_REDIS_URL)
@@ -453,16 +445,16 @@ def twin(app, **config):
 
 @needs_redis
 @on(RATELIMIT_REGISTRATION="4/minute", RATELIMIT_STORAGE_URI=TEST_REDIS_URL or "memory://")
-def test_two_instances_share_counters_in_redis(app, redis_prefix):
+def test_two_instances_share_counters_in_redis(app, redis_prefix, sign_up):
     first = twin(app, RATELIMIT_KEY_PREFIX=redis_prefix)
     second = twin(app, RATELIMIT_KEY_PREFIX=redis_prefix)
     other_run = twin(app, RATELIMIT_KEY_PREFIX=redis_prefix + "-other")
     try:
         clients = [first.test_client(), second.test_client()]
-        codes = [register(clients[i % 2], f"user{i}").status_code for i in range(6)]
+        codes = [sign_up(f"user{i}", client=clients[i % 2]).status_code for i in range(6)]
         assert codes == [201, 201, 201, 201, 429, 429]
-        assert_throttled_json(register(clients[1], "late"))
-        assert register(other_run.test_client(), "fresh").status_code == 201
+        assert_throttled_json(sign_up("late", client=clients[1]))
+        assert sign_up("fresh", client=other_run.test_client()).status_code == 201
     finally:
         for instance in (first, second, other_run):
             with instance.app_context():
@@ -470,7 +462,7 @@ def test_two_instances_share_counters_in_redis(app, redis_prefix):
 
 
 @on(RATELIMIT_REGISTRATION="2/minute")
-def test_redis_down_fails_open_to_per_process_limits(app, client, deliver, caplog):
+def test_redis_down_fails_open_to_per_process_limits(app, client, deliver, caplog, sign_up):
     down = create_app({**{k: app.config[k] for k in (
         "TESTING", "SQLALCHEMY_DATABASE_URI", "MAIL_SERVER", "MAIL_PORT",
         "RATELIMIT_ENABLED", "RATELIMIT_REGISTRATION")},
@@ -478,9 +470,9 @@ def test_redis_down_fails_open_to_per_process_limits(app, client, deliver, caplo
     try:
         c = down.test_client()
         with caplog.at_level(logging.INFO):
-            assert register(c, "ada").status_code == 201
-            assert register(c, "bob").status_code == 201
-            r = register(c, "cyd")  # limits still hold, in this process's memory
+            assert sign_up("ada", client=c).status_code == 201
+            assert sign_up("bob", client=c).status_code == 201
+            r = sign_up("cyd", client=c)  # limits still hold, in this process's memory
         assert_throttled_json(r)
         assert "rate limiter degraded" in caplog.text
         assert [rec.levelname for rec in caplog.records
@@ -494,8 +486,8 @@ def test_redis_down_fails_open_to_per_process_limits(app, client, deliver, caplo
 
 @on(RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=False,
     RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{free_port()}/0")
-def test_redis_down_without_fallback_still_answers(client, caplog):
+def test_redis_down_without_fallback_still_answers(client, caplog, sign_up):
     with caplog.at_level(logging.ERROR):
-        assert register(client, "ada").status_code == 201
+        assert sign_up("ada").status_code == 201
         assert client.get("/api/confirm-email/?token_id=x").status_code == 400
     assert "Failed to rate limit" in caplog.text

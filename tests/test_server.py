@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from tests.serverkit import Server
+from tests.serverkit import postgres_database
 from tests.smtp import SMTPServer
 from tests.smtp import confirmation
-from tests.serverkit import postgres_database
-from tests.smtp import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 PASSWORD = "Str0ng-passphrase"
-TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 
 
 def request(method, url, data=None, content_type="application/json", timeout=5):
@@ -64,67 +55,22 @@ def mailbox():
 @pytest.fixture
 def start_server(database_url, mailbox, tmp_path):
     """``flask db upgrade`` then ``gunicorn wsgi:app [extra args]``; always terminated."""
-    procs = []
+    servers: list[Server] = []
 
     def start(*extra_args):
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("MAIL_")},
-            "REGAPP_CONFIG": "development",
-            "DATABASE_URL": database_url,
-            "MAIL_SERVER": "127.0.0.1",
-            "MAIL_PORT": str(mailbox.port),
-            "SECRET_KEY": "e2e-secret-" + uuid.uuid4().hex,
-            "FRONTEND_URL": base,
-            # Quick retries, so mail queued while SMTP was down leaves within seconds.
-            "MAIL_RETRY_BASE": "1",
-            "MAIL_RETRY_MAX": "1",
-            "MAIL_POLL_INTERVAL": "1",
-            "MAIL_TIMEOUT": "2",
-            "RATELIMIT_ENABLED": "false",  # limits are tested elsewhere; five sign-ups here
-        }
-        subprocess.run([BIN / "flask", "--app", "regapp", "db", "upgrade"], cwd=ROOT,
-                       env=env, check=True, capture_output=True, timeout=60)
-        log_path = tmp_path / f"gunicorn-{port}.log"
-        with open(log_path, "wb") as log:
-            procs.append(subprocess.Popen(
-                [BIN / "gunicorn", "--bind", f"127.0.0.1:{port}", *extra_args, "wsgi:app"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True))
-        _wait_until_up(base, procs[-1], log_path)
-        return base, log_path
+        # gunicorn.conf.py's worker count unless the args say otherwise; rate limits
+        # are tested elsewhere (five sign-ups here).
+        server = Server(database_url, mail_port=mailbox.port, log_dir=tmp_path, workers=None,
+                        args=extra_args)
+        servers.append(server)
+        server.start(timeout=15)
+        return server.base, server.log_path
 
     try:
         yield start
     finally:
-        for proc in procs:
-            _terminate(proc)
-
-
-def _wait_until_up(base, proc, log_path, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"gunicorn exited early:\n{log_path.read_text()}")
-        try:
-            urllib.request.urlopen(f"{base}/confirm-email/", timeout=1)
-            return
-        except urllib.error.HTTPError:
-            return  # any HTTP answer means it is serving
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"gunicorn did not answer within {timeout}s:\n{log_path.read_text()}")
-
-
-def _terminate(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        for server in servers:
+            server.stop()
 
 
 def register(base, i):

@@ -21,6 +21,7 @@ from .passwords import PASSWORD_MAX_LENGTH
 from .passwords import hash_password
 from .passwords import verify_password
 
+
 def api_token_hash(token: str) -> str:
     """api_tokens are 128 random bits, so a plain SHA-256 is enough to store them."""
     return hashlib.sha256(token.encode()).hexdigest()

@@ -21,7 +21,6 @@ from regapp.core.errors import FieldErrors
 from regapp.core.errors import TokenExpired
 from regapp.core.errors import TokenInvalid
 from regapp.core.errors import TooManyAttempts
-from regapp.core.passwords import DjangoPolicy
 from regapp.extensions import db
 from regapp.models import EmailConfirmation
 from regapp.models import OutboxMessage
@@ -31,13 +30,6 @@ from regapp.models import utcnow
 PASSWORD = "Str0ng-passphrase"
 EMAIL = "alice@example.org"
 RIGHT = "the emailed code"
-
-
-def register(email=EMAIL, username="alice", password=PASSWORD, **extra):
-    data = {"email": email, "password": password, **extra}
-    if username is not None:
-        data["username"] = username
-    return registration.register(data, policy=DjangoPolicy()).user
 
 
 def count(model):
@@ -54,9 +46,9 @@ def wrong(code):
     return f"{(int(code) + 1) % 1_000_000:06d}"
 
 
-def test_register_writes_user_confirmation_and_outbox(app, last_confirmation):
+def test_register_writes_user_confirmation_and_outbox(app, last_confirmation, make_core_user):
     with app.app_context():
-        user = register(first_name="Alice", last_name="Liddell")
+        user = make_core_user(first_name="Alice", last_name="Liddell", username="alice")
         user_id = user.id
         assert user.email == EMAIL and user.email_key == EMAIL
         assert user.username == "alice" and user.username_key == "alice"
@@ -83,7 +75,7 @@ def test_register_writes_user_confirmation_and_outbox(app, last_confirmation):
         assert confirmation.user_for_token(token).id == user_id
 
 
-def test_register_is_one_transaction(app, monkeypatch):
+def test_register_is_one_transaction(app, monkeypatch, make_core_user):
     def enqueue_then_fail(**kwargs):
         real_enqueue(**kwargs)
         raise RuntimeError("template or outbox failure")
@@ -92,27 +84,27 @@ def test_register_is_one_transaction(app, monkeypatch):
     monkeypatch.setattr(outbox, "enqueue", enqueue_then_fail)
     with app.app_context():
         with pytest.raises(RuntimeError):
-            register()
+            make_core_user(username="alice")
         assert (count(User), count(EmailConfirmation), count(OutboxMessage)) == (0, 0, 0)
 
 
-def test_policy_failures_write_nothing(app):
+def test_policy_failures_write_nothing(app, make_core_user):
     with app.app_context():
         with pytest.raises(FieldErrors) as exc:
-            register(password="Alice1990")
+            make_core_user(password="Alice1990", username="alice")
         assert exc.value.codes() == {"password": ["password_too_similar"]}
         with pytest.raises(FieldErrors) as exc:
-            register(password="12345678")
+            make_core_user(password="12345678", username="alice")
         assert exc.value.codes() == {
             "password": ["password_too_common", "password_entirely_numeric"]}
         assert (count(User), count(OutboxMessage)) == (0, 0)
 
 
-def test_fast_path_reports_both_duplicates(app):
+def test_fast_path_reports_both_duplicates(app, make_core_user):
     with app.app_context():
-        register()
+        make_core_user(username="alice")
         with pytest.raises(FieldErrors) as exc:
-            register(email="ALICE@example.org", username="ALICE")
+            make_core_user(email="ALICE@example.org", username="ALICE")
         assert exc.value.codes() == {"username": ["unique"], "email": ["unique"]}
 
 
@@ -122,7 +114,7 @@ def test_fast_path_reports_both_duplicates(app):
     ("email", {"username": "other", "username_key": "other",
                "email": "Alice@example.org", "email_key": EMAIL}),
 ])
-def test_lost_race_becomes_a_unique_error(app, monkeypatch, field, conflict):
+def test_lost_race_becomes_a_unique_error(app, monkeypatch, field, conflict, make_core_user):
     """Another request commits the same key between the fast check and the INSERT."""
     real_taken = registration._taken_fields
 
@@ -138,15 +130,15 @@ def test_lost_race_becomes_a_unique_error(app, monkeypatch, field, conflict):
     monkeypatch.setattr(registration, "_taken_fields", taken_then_raced)
     with app.app_context():
         with pytest.raises(FieldErrors) as exc:
-            register()
+            make_core_user(username="alice")
         assert exc.value.codes() == {field: ["unique"]}
         db.session.rollback()
         assert (count(User), count(EmailConfirmation), count(OutboxMessage)) == (1, 0, 0)
 
 
-def test_confirm_with_token_once(app, last_confirmation):
+def test_confirm_with_token_once(app, last_confirmation, make_core_user):
     with app.app_context():
-        user_id = register().id
+        user_id = make_core_user(username="alice").id
     _, token, _ = last_confirmation()
     with app.app_context():
         user = confirmation.confirm(token)
@@ -159,10 +151,11 @@ def test_confirm_with_token_once(app, last_confirmation):
         assert db.session.get(User, user_id).confirmed_at == confirmed_at
 
 
-def test_confirm_with_email_takes_the_code_or_a_token_for_that_address(app, last_confirmation):
+def test_confirm_with_email_takes_the_code_or_a_token_for_that_address(app, last_confirmation,
+                                                                      make_core_user):
     with app.app_context():
-        register()
-        register(email="bob@example.org", username="bob")
+        make_core_user(username="alice")
+        make_core_user(email="bob@example.org", username="bob")
     _, alice_token, alice_code = last_confirmation(EMAIL)
     _, bob_token, _ = last_confirmation("bob@example.org")
     with app.app_context():
@@ -176,9 +169,9 @@ def test_confirm_with_email_takes_the_code_or_a_token_for_that_address(app, last
             confirmation.confirm(alice_token, email=EMAIL)
 
 
-def test_confirm_code_once(app, last_confirmation):
+def test_confirm_code_once(app, last_confirmation, make_core_user):
     with app.app_context():
-        register()
+        make_core_user(username="alice")
     _, _, code = last_confirmation()
     with app.app_context():
         assert confirmation.confirm_code("Alice@Example.ORG", code).is_email_confirmed is True
@@ -193,9 +186,10 @@ def test_confirm_code_once(app, last_confirmation):
     (EMAIL, "12345"), (EMAIL, "1234567"), (EMAIL, 123456), (EMAIL, None), (EMAIL, True),
     (EMAIL, "\uff11\uff12\uff13\uff14\uff15\uff16"), (EMAIL, " 123456"),
 ])
-def test_unknown_email_or_malformed_code_is_a_mismatch(app, last_confirmation, email, code):
+def test_unknown_email_or_malformed_code_is_a_mismatch(app, last_confirmation, email, code,
+                                                       make_core_user):
     with app.app_context():
-        register()
+        make_core_user(username="alice")
     _, _, right = last_confirmation()
     with app.app_context():
         with pytest.raises(CodeMismatch):
@@ -203,9 +197,9 @@ def test_unknown_email_or_malformed_code_is_a_mismatch(app, last_confirmation, e
         assert db.session.scalar(select(User.is_email_confirmed)) is False
 
 
-def test_link_confirmed_account_rejects_unsent_codes(app, last_confirmation):
+def test_link_confirmed_account_rejects_unsent_codes(app, last_confirmation, make_core_user):
     with app.app_context():
-        register()
+        make_core_user(username="alice")
     _, token, code = last_confirmation()
     with app.app_context():
         confirmation.confirm(token)
@@ -213,9 +207,9 @@ def test_link_confirmed_account_rejects_unsent_codes(app, last_confirmation):
             confirmation.confirm_code(EMAIL, wrong(code))
 
 
-def test_five_wrong_guesses_kill_the_code_but_not_the_link(app, last_confirmation):
+def test_five_wrong_guesses_kill_the_code_but_not_the_link(app, last_confirmation, make_core_user):
     with app.app_context():
-        user_id = register().id
+        user_id = make_core_user(username="alice").id
     _, token, code = last_confirmation()
     with app.app_context():
         # Case variants of the address share one counter.
@@ -233,12 +227,12 @@ def test_five_wrong_guesses_kill_the_code_but_not_the_link(app, last_confirmatio
         assert confirmation.confirm(token).is_email_confirmed is True
 
 
-def test_lifetime_cap_survives_resends(app, last_confirmation):
+def test_lifetime_cap_survives_resends(app, last_confirmation, make_core_user):
     cap = app.config["CONFIRM_CODE_LIFETIME_CAP"]
     per_code = app.config["CONFIRM_CODE_MAX_ATTEMPTS"]
     assert (cap, per_code) == (20, 5)
     with app.app_context():
-        user_id = register().id
+        user_id = make_core_user(username="alice").id
     _, first_token, first_code = last_confirmation()
     code = first_code
     for _ in range(cap // per_code):
@@ -262,9 +256,9 @@ def test_lifetime_cap_survives_resends(app, last_confirmation):
             confirmation.confirm(token)
 
 
-def test_resent_code_replaces_the_old_one(app, last_confirmation):
+def test_resent_code_replaces_the_old_one(app, last_confirmation, make_core_user):
     with app.app_context():
-        register()
+        make_core_user(username="alice")
     _, old_token, old_code = last_confirmation()
     with app.app_context():
         assert confirmation.resend_confirmation(EMAIL) is True
@@ -277,9 +271,9 @@ def test_resent_code_replaces_the_old_one(app, last_confirmation):
         assert confirmation.confirm_code(EMAIL, new_code).is_email_confirmed is True
 
 
-def test_expired_code_is_refused(app, last_confirmation):
+def test_expired_code_is_refused(app, last_confirmation, make_core_user):
     with app.app_context():
-        user_id = register().id
+        user_id = make_core_user(username="alice").id
     _, _, code = last_confirmation()
     with app.app_context():
         db.session.execute(update(EmailConfirmation).values(
@@ -291,9 +285,9 @@ def test_expired_code_is_refused(app, last_confirmation):
 
 
 @pytest.mark.config(RESEND_COOLDOWN=60)
-def test_resend_cooldown(app, last_confirmation):
+def test_resend_cooldown(app, last_confirmation, make_core_user):
     with app.app_context():
-        user_id = register().id
+        user_id = make_core_user(username="alice").id
         assert confirmation.resend_confirmation(EMAIL) is False      # just sent at registration
         assert confirmation.resend_confirmation("ALICE@example.org") is False
         assert count(OutboxMessage) == 1
@@ -310,16 +304,16 @@ def test_resend_cooldown(app, last_confirmation):
 
 
 @pytest.mark.parametrize("email", [None, "", 5, ["a@b.c"], "x" * 400, "nobody@example.org"])
-def test_resend_for_nobody_sends_nothing(app, email):
+def test_resend_for_nobody_sends_nothing(app, email, make_core_user):
     with app.app_context():
-        register()
+        make_core_user(username="alice")
         assert confirmation.resend_confirmation(email) is False
         assert count(OutboxMessage) == 1
 
 
-def test_purge_unconfirmed_frees_the_address(app, last_confirmation):
+def test_purge_unconfirmed_frees_the_address(app, last_confirmation, make_core_user):
     with app.app_context():
-        stale = register()
+        stale = make_core_user(username="alice")
         stale_id = stale.id
         kept = registration.create_account({"email": "bob@example.org", "password": PASSWORD},
                                        account_type="customer", confirmed=True)
@@ -335,19 +329,20 @@ def test_purge_unconfirmed_frees_the_address(app, last_confirmation):
         assert count(EmailConfirmation) == 0
         with pytest.raises(TokenInvalid):
             confirmation.confirm(token)
-        again = register()
+        again = make_core_user(username="alice")
         assert again.id not in (stale_id, kept_id)
 
 
-def test_deleted_users_token_is_dead_and_its_id_never_reused(app, last_confirmation):
+def test_deleted_users_token_is_dead_and_its_id_never_reused(app, last_confirmation,
+                                                             make_core_user):
     with app.app_context():
-        first_id = register().id
+        first_id = make_core_user(username="alice").id
     _, token, code = last_confirmation()
     with app.app_context():
         operators.delete_user(db.session.get(User, first_id))
         # Same address again: without AUTOINCREMENT SQLite would hand out the same id
         # and the old token, bound to (id, address), would confirm the new account.
-        second = register()
+        second = make_core_user(username="alice")
         second_id = second.id
         assert second_id > first_id
         with pytest.raises(TokenInvalid):

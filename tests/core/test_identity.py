@@ -9,13 +9,11 @@ from sqlalchemy import select
 from regapp.auth.profiles.base import Email
 from regapp.core import confirmation
 from regapp.core import identity
-from regapp.core import registration
 from regapp.core.errors import FieldErrors
 from regapp.core.identity import NormalizedEmail
 from regapp.core.identity import email_key
 from regapp.core.identity import normalize_email
 from regapp.core.identity import username_key
-from regapp.core.passwords import DjangoPolicy
 from regapp.extensions import db
 from regapp.models import OutboxMessage
 from regapp.models import User
@@ -40,13 +38,6 @@ USERNAME_DISTINCT = [
     ("alice", "\u0430lice"),    # Cyrillic а: a confusable, not caught by NFKC (A9)
     ("julian", "j\u00fclian"),  # accents are significant
 ]
-
-
-def register(email, username=None, password=PASSWORD):
-    data = {"email": email, "password": password}
-    if username is not None:
-        data["username"] = username
-    return registration.register(data, policy=DjangoPolicy()).user
 
 
 def count(model):
@@ -109,20 +100,20 @@ def test_normalize_email_rejects_overlong_before_parsing():
 
 
 @pytest.mark.parametrize(("first", "second"), USERNAME_COLLISIONS)
-def test_second_username_that_maps_onto_the_first_is_refused(app, first, second):
+def test_second_username_that_maps_onto_the_first_is_refused(app, first, second, make_core_user):
     with app.app_context():
-        register("first@example.org", first)
+        make_core_user("first@example.org", first)
         with pytest.raises(FieldErrors) as exc:
-            register("second@example.org", second)
+            make_core_user("second@example.org", second)
         assert exc.value.codes() == {"username": ["unique"]}
         assert count(User) == 1
 
 
 @pytest.mark.parametrize(("first", "second"), USERNAME_DISTINCT)
-def test_distinct_usernames_are_separate_accounts(app, first, second):
+def test_distinct_usernames_are_separate_accounts(app, first, second, make_core_user):
     with app.app_context():
-        register("first@example.org", first)
-        register("second@example.org", second)
+        make_core_user("first@example.org", first)
+        make_core_user("second@example.org", second)
         assert count(User) == 2
 
 
@@ -137,11 +128,11 @@ def test_distinct_usernames_are_separate_accounts(app, first, second):
     ("sam@example.org", "\u017fam@example.org", "invalid"),
     ("strasse@example.org", "stra\u00dfe@example.org", "invalid"),
 ])
-def test_second_email_that_maps_onto_the_first_is_refused(app, first, second, code):
+def test_second_email_that_maps_onto_the_first_is_refused(app, first, second, code, make_core_user):
     with app.app_context():
-        register(first)
+        make_core_user(first)
         with pytest.raises(FieldErrors) as exc:
-            register(second)
+            make_core_user(second)
         assert exc.value.codes() == {"email": [code]}
         assert count(User) == 1
         assert count(OutboxMessage) == 1
@@ -153,21 +144,21 @@ def test_second_email_that_maps_onto_the_first_is_refused(app, first, second, co
     ("ab@gmail.com", "a.b@gmail.com"),               # no provider-specific folding
     ("ab@gmail.com", "ab+x@gmail.com"),
 ])
-def test_distinct_addresses_are_separate_accounts(app, first, second):
+def test_distinct_addresses_are_separate_accounts(app, first, second, make_core_user):
     with app.app_context():
-        register(first)
-        user = register(second)
+        make_core_user(first)
+        user = make_core_user(second)
         assert count(User) == 2
         assert user.email == normalize_email(second)
 
 
-def test_mail_goes_to_the_stored_address(app, deliver, smtp):
+def test_mail_goes_to_the_stored_address(app, deliver, smtp, make_core_user):
     with app.app_context():
-        user = register("Mike@Example.Org", "mike")
+        user = make_core_user("Mike@Example.Org", "mike")
         assert user.email == "Mike@example.org"
         # A resend asked for with another spelling still mails the stored address.
         assert confirmation.resend_confirmation("MIKE@EXAMPLE.ORG") is True
-        other = register("mike@\u0131xample.org")
+        other = make_core_user("mike@\u0131xample.org")
         assert other.email == "mike@xn--xample-o9a.org"
     messages = deliver()
     assert [m["To"] for m in messages] == ["Mike@example.org", "Mike@example.org",
@@ -181,19 +172,19 @@ def test_the_email_field_hands_over_the_normalised_address():
     assert value == "Mike@example.org" and isinstance(value, NormalizedEmail)
 
 
-def test_the_core_normalises_once(app, monkeypatch):
+def test_the_core_normalises_once(app, monkeypatch, make_core_user):
     normalized = normalize_email("Mike@Example.Org")
     calls = []
     monkeypatch.setattr(identity, "validate_email", lambda *a, **kw: calls.append(a))
     with app.app_context():
-        user = register(normalized, "mike")
+        user = make_core_user(normalized, "mike")
         assert user.email == "Mike@example.org" and type(user.email) is str
     assert calls == []  # not parsed again
 
 
-def test_the_core_normalises_raw_input(app):
+def test_the_core_normalises_raw_input(app, make_core_user):
     with app.app_context():
-        assert register("Mike@Example.Org", "mike").email == "Mike@example.org"
+        assert make_core_user("Mike@Example.Org", "mike").email == "Mike@example.org"
         with pytest.raises(FieldErrors) as exc:
-            register("not an address", "other")
+            make_core_user("not an address", "other")
         assert exc.value.codes() == {"email": ["invalid"]}

@@ -18,11 +18,9 @@ from sqlalchemy import update
 
 from regapp import create_app
 from regapp.core import confirmation
-from regapp.core import registration
 from regapp.core import tokens
 from regapp.core.errors import TokenExpired
 from regapp.core.errors import TokenInvalid
-from regapp.core.passwords import DjangoPolicy
 from regapp.extensions import db
 from regapp.models import User
 
@@ -194,14 +192,9 @@ def test_secret_key_rotation_keeps_old_tokens_and_codes_alive(ctx):
         cfg.update(SECRET_KEY=saved, SECRET_KEY_FALLBACKS=[])
 
 
-def register(email="alice@example.org"):
-    return registration.register({"email": email, "password": "Str0ng-passphrase"},
-                             policy=DjangoPolicy()).user
-
-
-def test_token_dies_when_the_address_changes(app):
+def test_token_dies_when_the_address_changes(app, make_core_user):
     with app.app_context():
-        user = register()
+        user = make_core_user()
         token = tokens.make_confirm_token(user)
         assert confirmation.user_for_token(token).id == user.id
         db.session.execute(update(User).where(User.id == user.id).values(

@@ -39,7 +39,7 @@ def assert_document(response, status, errors):
     body = response.get_json(force=True)
     assert list(body) == ["errors", "jsonapi"]
     assert body == {"errors": errors, "jsonapi": JSONAPI}
-    for got, expected in zip(body["errors"], errors):
+    for got, expected in zip(body["errors"], errors, strict=True):
         assert list(got) == list(expected)
 
 

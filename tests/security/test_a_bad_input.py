@@ -40,6 +40,7 @@ from werkzeug.datastructures import MultiDict
 from regapp.core.passwords import verify_password
 from regapp.extensions import db
 from regapp.models import User
+from tests.dbstate import counts
 from tests.profile_matrix import CASES
 from tests.profile_matrix import PROFILES
 from tests.profile_matrix import USERNAME_PROFILES
@@ -59,7 +60,6 @@ from tests.profile_matrix import raw
 from tests.profile_matrix import value_of_length
 from tests.smtp import html_part
 from tests.smtp import text_part
-from tests.dbstate import counts
 
 LARAVEL = CASES["laravel"]
 # The validation endpoint answers transport errors in laravel's format.
@@ -341,7 +341,7 @@ def test_a7_privileged_fields_are_ignored(app, client, subtests, case):
 
 def test_a8_ten_megabytes_is_413_fast(app, client, subtests):
     data = b'{"pad": "' + b"x" * (10 * 1024 * 1024) + b'"}'
-    for case, name in zip(TARGETS, TARGET_IDS):
+    for case, name in zip(TARGETS, TARGET_IDS, strict=True):
         with subtests.test(route=name):
             start = time.perf_counter()
             r = raw(client, case.register, data)
@@ -553,7 +553,7 @@ def test_a11_case_mapping_never_makes_a_second_account(app, client, subtests, ca
 def test_a11_accents_and_gmail_dots_are_distinct_accounts(app, client):
     emails = ["julian@cure53.de", "julian@c\u00fcre53.de", "a.b@gmail.com", "ab@gmail.com",
               "ab+x@gmail.com"]
-    for case, email in zip(PROFILES, emails):
+    for case, email in zip(PROFILES, emails, strict=True):
         created(case, post(client, case.register, case.payload(email)))
     assert counts(app) == (5, 5)
 
@@ -599,10 +599,10 @@ def test_a12_each_profile_keeps_its_own_policy(app, client, subtests, case):
                 created(case, r)
                 continue
             body = assert_invalid(case, r, "password")
-            got = {"envelope": lambda: body["error_code"],
-                   "laravel": lambda: body["errors"],
-                   "jsonapi": lambda: messages(case, body, "password")}.get(case.name,
-                                                                            lambda: body)()
+            got = {"envelope": lambda b: b["error_code"],
+                   "laravel": lambda b: b["errors"],
+                   "jsonapi": lambda b: messages(case, b, "password")}.get(case.name,
+                                                                           lambda b: b)(body)
             assert got == expected
             assert counts(app) == before
 

@@ -156,7 +156,7 @@ def test_b13_every_way_of_confirming_retires_earlier_credentials(app, client, ru
         held[email] = ("jwt", route, body["access"], body["refresh"])
         email, body = register_via(client, "envelope", f"env-{route}")
         held[email] = ("envelope", route, body["results"]["api_token"], None)
-    for email, (profile, _, token, _) in held.items():  # they work before
+    for profile, _, token, _ in held.values():  # they work before
         auth = f"Bearer {token}" if profile == "jwt" else f"Token {token}"
         assert client.get(ME, headers={"Authorization": auth}).status_code == 200
     wait_for_next_second()

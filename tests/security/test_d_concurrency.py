@@ -22,7 +22,6 @@ import sqlalchemy as sa
 
 from regapp import create_app
 from regapp.extensions import db
-
 from tests.serverkit import TEST_DATABASE_URL
 from tests.serverkit import Server
 from tests.serverkit import database
@@ -143,7 +142,7 @@ def assert_one_registration(served, profiles, answers, taken):
     statuses = Counter(a.status for a in answers)
     assert sum(n for s, n in statuses.items() if 200 <= s < 300) == 1, statuses
     assert not any(s >= 500 and s != 503 for s in statuses), statuses
-    for profile, answer in zip(profiles, answers):
+    for profile, answer in zip(profiles, answers, strict=True):
         assert "locked" not in answer.text.lower()
         if answer.status == 201:
             continue

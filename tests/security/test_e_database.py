@@ -1,7 +1,8 @@
 """SECURITY.md E5 (crash inside the registration transaction) and E6 (database down).
 
 Already proven elsewhere:
-- E5 drf, database error -> tests/test_outbox.py::test_failed_registration_transaction_leaves_neither_row
+- E5 drf, database error ->
+  tests/test_outbox.py::test_failed_registration_transaction_leaves_neither_row
 - E6 dispatcher thread outlives an unreachable database, in-process ->
   tests/test_outbox.py::test_dispatcher_survives_a_database_outage
 - E6 envelope 503 envelope -> tests/profiles/test_envelope.py (OperationalError -> -503)

@@ -21,6 +21,7 @@ settings are shortened (1 s retries and polls, MAIL_TIMEOUT=2). Slowest: E1 and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -33,21 +34,23 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from tests.serverkit import PostgresDatabase
+from tests.serverkit import Server
+from tests.serverkit import clean_env
+from tests.serverkit import flask_db_upgrade
+from tests.serverkit import postgres_database
 from tests.smtp import Recorder
 from tests.smtp import SMTPServer
-from tests.smtp import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PASSWORD = "Str0ng-passphrase"
-TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 
 
 # -- what a client sends and sees ------------------------------------------------------
@@ -183,25 +186,9 @@ class Blackhole:
 
 # -- the server ------------------------------------------------------------------------
 
-def _pg_url(name: str) -> str:
-    return sa.engine.make_url(TEST_DATABASE_URL).set(database=name).render_as_string(
-        hide_password=False)
-
-
-def _pg(sql: str) -> None:
-    admin = sa.create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(sql))
-    finally:
-        admin.dispose()
-
-
 def _upgrade(url: str) -> None:
     """``flask db upgrade``, as the contract runs it."""
-    env = server_env(url, 25)
-    subprocess.run([BIN / "flask", "--app", "regapp", "db", "upgrade"], cwd=ROOT, env=env,
-                   check=True, capture_output=True, timeout=60)
+    flask_db_upgrade(clean_env(REGAPP_CONFIG="development", DATABASE_URL=url))
 
 
 @pytest.fixture(scope="module")
@@ -209,22 +196,20 @@ def migrated(tmp_path_factory):
     """``migrated(backend)``: a database built by ``flask db upgrade``, once per backend
     for this module; each test starts from a copy of it (saves seconds per test)."""
     made: dict[str, str] = {}
-    name = f"regapp_e_tmpl_{uuid.uuid4().hex[:12]}"
+    with contextlib.ExitStack() as stack:
 
-    def migrated(backend: str) -> str:
-        if backend not in made:
-            if backend == "sqlite":
-                made[backend] = str(tmp_path_factory.mktemp("tmpl") / "template.sqlite")
-                _upgrade(f"sqlite:///{made[backend]}")
-            else:
-                _pg(f'CREATE DATABASE "{name}"')
-                made[backend] = name
-                _upgrade(_pg_url(name))
-        return made[backend]
+        def migrated(backend: str) -> str:
+            if backend not in made:
+                if backend == "sqlite":
+                    made[backend] = str(tmp_path_factory.mktemp("tmpl") / "template.sqlite")
+                    _upgrade(f"sqlite:///{made[backend]}")
+                else:
+                    template = PostgresDatabase("regapp_e_tmpl")
+                    _upgrade(stack.enter_context(template))
+                    made[backend] = template.name
+            return made[backend]
 
-    yield migrated
-    if "postgresql" in made:
-        _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield migrated
 
 
 @pytest.fixture
@@ -236,69 +221,18 @@ def database_url(backend, migrated, tmp_path):
         shutil.copyfile(template, path)
         yield f"sqlite:///{path}"
         return
-    name = f"regapp_e_{uuid.uuid4().hex[:12]}"
-    _pg(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    try:
-        yield _pg_url(name)
-    finally:
-        _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-class Gunicorn:
-    """``gunicorn [args] wsgi:app`` in its own process group, as the contract starts it."""
-
-    def __init__(self, env: dict, args: tuple, log_path: Path):
-        self.env, self.args, self.log_path = env, args, log_path
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Gunicorn:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [BIN / "gunicorn", "--bind", f"127.0.0.1:{self.port}", *self.args, "wsgi:app"],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"gunicorn exited early:\n{self.log()}")
-            try:
-                urllib.request.urlopen(f"{self.base}/confirm-email/", timeout=1).close()
-                return self
-            except urllib.error.HTTPError:
-                return self  # any HTTP answer means it is serving
-            except OSError:
-                time.sleep(0.05)
-        pytest.fail(f"gunicorn did not answer within 20s:\n{self.log()}")
-
-    def stop(self, sig=signal.SIGTERM, timeout: float = 25) -> None:
-        """Signal the master and wait for the whole process group to be gone."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        if sig == signal.SIGKILL:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        else:
-            self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-            pytest.fail(f"gunicorn ignored {sig!r} for {timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    with postgres_database("regapp_e", template=template) as url:
+        yield url
 
 
 @pytest.fixture
 def launch(database_url, tmp_path):
     """``launch(smtp_port, *gunicorn_args, **env)``: start a server; always killed after."""
-    servers: list[Gunicorn] = []
+    servers: list[Server] = []
 
-    def launch(smtp_port: int, *args: str, **env_overrides) -> Gunicorn:
-        env = server_env(database_url, smtp_port, **env_overrides)
-        server = Gunicorn(env, args, tmp_path / f"gunicorn-{len(servers)}.log")
+    def launch(smtp_port: int, *args: str, **env_overrides) -> Server:
+        server = Server(database_url, mail_port=smtp_port, log_dir=tmp_path, workers=None,
+                        args=args, upgrade=False, env={**E_ENV, **env_overrides})
         servers.append(server)
         return server.start()
 
@@ -309,30 +243,14 @@ def launch(database_url, tmp_path):
             server.stop(signal.SIGKILL)
 
 
-def server_env(database_url: str, smtp_port: int, **overrides) -> dict:
-    """The contract's variables plus quick retries and cheap hashing (latency of mail,
-    not of argon2, is what these tests measure)."""
-    keep = {k: v for k, v in os.environ.items()
-            if not k.startswith(("MAIL_", "ARGON2_", "GUNICORN_", "RATELIMIT_", "REGAPP_"))}
-    env = {
-        **keep,
-        "REGAPP_CONFIG": "development",
-        "DATABASE_URL": database_url,
-        "MAIL_SERVER": "127.0.0.1",
-        "MAIL_PORT": str(smtp_port),
-        "SECRET_KEY": "e-mail-faults-" + uuid.uuid4().hex,
-        "FRONTEND_URL": "http://127.0.0.1:5000",
-        "RATELIMIT_ENABLED": "false",
-        "MAIL_RETRY_BASE": "1",
-        "MAIL_RETRY_MAX": "1",
-        "MAIL_POLL_INTERVAL": "1",
-        "MAIL_TIMEOUT": "2",
-        "MAIL_MAX_ATTEMPTS": "1000",  # SMTP stays down for many 1-second retries
-        "ARGON2_TIME_COST": "1",
-        "ARGON2_MEMORY_COST": "1024",
-    }
-    env.update({k: str(v) for k, v in overrides.items()})
-    return env
+# The contract's variables (serverkit's, with quick retries) plus cheap hashing: latency
+# of mail, not of argon2, is what these tests measure.
+E_ENV = {
+    "FRONTEND_URL": "http://127.0.0.1:5000",
+    "MAIL_MAX_ATTEMPTS": "1000",  # SMTP stays down for many 1-second retries
+    "ARGON2_TIME_COST": "1",
+    "ARGON2_MEMORY_COST": "1024",
+}
 
 
 def outbox(database_url: str) -> list[tuple]:
@@ -549,7 +467,7 @@ def test_e8_preload_recycling_sighup_sigterm_lose_and_repeat_nothing(launch, sin
     wait_until(lambda: len(sink.recorder.attempts) >= 32, 10, "a backlog being sent")
     server.proc.send_signal(signal.SIGHUP)  # new workers; the old ones stop mid-backlog
     wait_until(lambda: len(sink.recorder.attempts) >= 35, 15, "the new workers sending")
-    server.stop(signal.SIGTERM)
+    server.stop(signal.SIGTERM, timeout=25, check=True)
     states = Counter(s for _, s, _, _ in outbox(database_url))
     assert states["sending"] == 0 and states["pending"] > 0, states
     assert "Handling signal: hup" in server.log()

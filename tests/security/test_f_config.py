@@ -27,6 +27,7 @@ Already proved elsewhere (item -> test), not repeated here:
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import os
 import re
@@ -58,6 +59,7 @@ from regapp.core import tokens
 from regapp.core.mail import confirmation_link
 from regapp.extensions import db
 from regapp.models import OutboxMessage
+from tests.serverkit import Server
 from tests.smtp import CODE_RE
 from tests.smtp import LINK_RE
 from tests.smtp import Recorder
@@ -90,11 +92,10 @@ def boom(*args, **kwargs):
     raise RuntimeError("boom")
 
 
-def register(client, name, **kwargs):
-    r = client.post("/api/register/", json={"username": name, "email": f"{name}@x.io",
-                                            "password": PASSWORD}, **kwargs)
-    assert r.status_code == 201, r.get_json()
-    return f"{name}@x.io"
+@pytest.fixture
+def make_user(make_user):
+    """conftest's, with this module's password: the one the secret checks look for."""
+    return functools.partial(make_user, password=PASSWORD)
 
 
 @pytest.fixture
@@ -191,11 +192,11 @@ def me(client, access):
 
 @pytest.mark.config(SECRET_KEY=K1)
 def test_f2_rotation_keeps_old_tokens_while_listed_and_signs_with_the_new_key(
-        client, restart, last_confirmation):
+        client, restart, last_confirmation, make_user):
     pair = client.post("/api/sign-up/", json={"username": "jo", "email": "jo@x.io",
                                               "password": PASSWORD}).get_json()
     _, token, _ = last_confirmation("jo@x.io")
-    register(client, "cy")
+    make_user("cy")
     _, _, code = last_confirmation("cy@x.io")
     rotated = restart(SECRET_KEY=K2, SECRET_KEY_FALLBACKS=[K1])
     retired = restart(SECRET_KEY=K2, SECRET_KEY_FALLBACKS=[])
@@ -227,7 +228,7 @@ def test_f2_rotation_keeps_old_tokens_while_listed_and_signs_with_the_new_key(
     assert r.status_code == 201
 
     # A sign-up after the rotation is signed with K2 only.
-    register(rotated, "di")
+    make_user("di", client=rotated)
     _, fresh, _ = last_confirmation("di@x.io")
     URLSafeTimedSerializer(K2, salt=tokens.CONFIRM_SALT).loads(fresh)
     with pytest.raises(BadSignature):
@@ -272,9 +273,9 @@ def assert_link_from_config(msg, base=FRONTEND):
 
 
 @pytest.mark.config(FRONTEND_URL=FRONTEND)
-def test_f4_the_link_never_comes_from_the_request(client, deliver):
+def test_f4_the_link_never_comes_from_the_request(client, deliver, make_user):
     for i, headers in enumerate(POISONED):
-        register(client, f"p{i}", headers=headers)
+        make_user(f"p{i}", headers=headers)
     r = client.post("http://evil.example/api/register/",
                     json={"username": "abs", "email": "abs@x.io", "password": PASSWORD})
     assert r.status_code == 201
@@ -306,8 +307,9 @@ def test_f5_production_accepts_http_urls_with_a_host(production, url):
 
 
 @pytest.mark.config(FRONTEND_URL="https://app.example.org/welcome/?")
-def test_f5_base_with_a_path_and_a_trailing_question_mark(app, client, last_confirmation):
-    register(client, "q")
+def test_f5_base_with_a_path_and_a_trailing_question_mark(app, client, last_confirmation,
+                                                          make_user):
+    make_user("q")
     link, token, _ = last_confirmation()
     parts = urlsplit(link)
     assert (parts.scheme, parts.netloc, parts.path) == (
@@ -327,8 +329,8 @@ def assert_no_leak_headers(r):
     assert r.headers["X-Content-Type-Options"] == "nosniff"
 
 
-def test_f6_confirm_endpoints_send_no_leak_headers(client, last_confirmation):
-    register(client, "h")
+def test_f6_confirm_endpoints_send_no_leak_headers(client, last_confirmation, make_user):
+    make_user("h")
     _, token, code = last_confirmation()
     confirms = [
         ("GET", "/api/confirm-email/", {"query_string": {"token_id": "bad.to.ken"}}),
@@ -396,8 +398,8 @@ def test_f6_nosniff_on_html_errors_too(client, path):
 
 
 @pytest.mark.config(RATELIMIT_ENABLED=True, RATELIMIT_REGISTRATION="1/minute")
-def test_f6_throttled_answers_carry_the_headers(client):
-    register(client, "rl")
+def test_f6_throttled_answers_carry_the_headers(client, make_user):
+    make_user("rl")
     r = client.post("/api/register/", json={})
     assert r.status_code == 429
     assert r.headers["X-Content-Type-Options"] == "nosniff"
@@ -454,10 +456,10 @@ def secrets_of(password: str, username: str = "mailer") -> list[str]:
 
 
 @pytest.mark.config(MAIL_USERNAME="mailer", MAIL_PASSWORD=MAIL_SECRET)
-def test_f8_smtp_auth_failure(app, client, runner, caplog, auth_failing_smtp):
+def test_f8_smtp_auth_failure(app, client, runner, caplog, auth_failing_smtp, make_user):
     caplog.set_level(logging.INFO)
     app.config["MAIL_PORT"] = auth_failing_smtp.port
-    register(client, "sm")
+    make_user("sm")
     with app.app_context():
         assert delivery.send_due()["retry"] == 1
         row = db.session.scalars(sa.select(OutboxMessage)).one()
@@ -473,9 +475,10 @@ def test_f8_smtp_auth_failure(app, client, runner, caplog, auth_failing_smtp):
             assert secret not in text
 
 
-def test_f8_server_error_logs_no_secret(app, client, caplog, monkeypatch, last_confirmation):
+def test_f8_server_error_logs_no_secret(app, client, caplog, monkeypatch, last_confirmation,
+                                        make_user):
     caplog.set_level(logging.INFO)
-    register(client, "se")
+    make_user("se")
     _, token, code = last_confirmation()
     monkeypatch.setattr(core_confirmation, "confirm", boom)
     monkeypatch.setattr(core_confirmation, "confirm_code", boom)
@@ -522,39 +525,15 @@ def production_server(tmp_path):
     mailbox = Controller(Recorder(), hostname="127.0.0.1", port=free_port(),
                          authenticator=reject_auth, auth_require_tls=False)
     mailbox.start()
-    port = free_port()
     db_url = f"sqlite:///{tmp_path / 'srv.sqlite'}"
-    env = clean_env(REGAPP_CONFIG="production", SECRET_KEY=STRONG_KEY, FRONTEND_URL=FRONTEND,
-                    DATABASE_URL=db_url, MAIL_SERVER="127.0.0.1", MAIL_PORT=str(mailbox.port),
-                    MAIL_USERNAME="mailer", MAIL_PASSWORD=MAIL_SECRET, MAIL_POLL_INTERVAL="1",
-                    MAIL_RETRY_BASE="1", MAIL_RETRY_MAX="1", MAIL_TIMEOUT="2",
-                    RATELIMIT_ENABLED="false")
-    subprocess.run([str(BIN / "flask"), "--app", "regapp", "db", "upgrade"], cwd=ROOT, env=env,
-                   check=True, capture_output=True, timeout=60)
-    log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}",
-                                 "--workers", "1", "wsgi:app"], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(db_url, mail_port=mailbox.port, log_dir=tmp_path, workers=1, env={
+        "REGAPP_CONFIG": "production", "SECRET_KEY": STRONG_KEY, "FRONTEND_URL": FRONTEND,
+        "MAIL_USERNAME": "mailer", "MAIL_PASSWORD": MAIL_SECRET})
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.1)
-        yield port, db_url, log_path, mailbox, proc
+        server.start()
+        yield server.port, db_url, server.log_path, mailbox, server.proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        server.stop(timeout=15)
         mailbox.stop()
 
 
@@ -689,9 +668,9 @@ def starttls_smtp(certificate):
     controller.stop()
 
 
-def send_one(app, client, server, name):
+def send_one(app, make_user, server, name):
     app.config["MAIL_PORT"] = server.port
-    register(client, name)
+    make_user(name)
     with app.app_context():
         counts = delivery.send_due()  # one pass: tests retry at once (MAIL_RETRY_BASE=0)
         row = db.session.scalars(sa.select(OutboxMessage)).one()
@@ -699,27 +678,28 @@ def send_one(app, client, server, name):
 
 
 @pytest.mark.config(MAIL_USE_TLS=True)
-def test_f11_self_signed_certificate_is_refused_by_default(app, client, starttls_smtp):
+def test_f11_self_signed_certificate_is_refused_by_default(app, client, starttls_smtp, make_user):
     assert app.config["MAIL_TLS_VERIFY"] is True
-    counts, status, error = send_one(app, client, starttls_smtp, "t1")
+    counts, status, error = send_one(app, make_user, starttls_smtp, "t1")
     assert counts["retry"] == 1 and status == "pending"
     assert "SSLCertVerificationError" in error
     assert starttls_smtp.handler.messages == []  # never sent in the clear instead
 
 
 @pytest.mark.config(MAIL_USE_TLS=True, MAIL_MAX_ATTEMPTS=1)
-def test_f11_refused_certificate_parks_the_row_after_its_attempts(app, client, starttls_smtp):
-    counts, status, _ = send_one(app, client, starttls_smtp, "t2")
+def test_f11_refused_certificate_parks_the_row_after_its_attempts(app, client, starttls_smtp,
+                                                                  make_user):
+    counts, status, _ = send_one(app, make_user, starttls_smtp, "t2")
     assert counts["failed"] == 1 and status == "failed"
     assert starttls_smtp.handler.messages == []
 
 
 @pytest.mark.config(MAIL_USE_TLS=True)
 def test_f11_trusted_certificate_is_verified_with_its_host_name(
-        app, client, starttls_smtp, certificate, monkeypatch):
+        app, client, starttls_smtp, certificate, monkeypatch, make_user):
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # trust this CA for the test
     app.config["MAIL_SERVER"] = "localhost"  # the certificate names 127.0.0.1 only
-    counts, status, error = send_one(app, client, starttls_smtp, "t3")
+    counts, status, error = send_one(app, make_user, starttls_smtp, "t3")
     assert status == "pending" and "SSLCertVerificationError" in error
     app.config["MAIL_SERVER"] = "127.0.0.1"
     with app.app_context():  # retried at once (MAIL_RETRY_BASE=0 in tests)
@@ -728,15 +708,15 @@ def test_f11_trusted_certificate_is_verified_with_its_host_name(
 
 
 @pytest.mark.config(MAIL_USE_TLS=True, MAIL_TLS_VERIFY=False)
-def test_f11_explicit_opt_out_delivers_inside_tls(app, client, starttls_smtp):
-    counts, status, _ = send_one(app, client, starttls_smtp, "t4")
+def test_f11_explicit_opt_out_delivers_inside_tls(app, client, starttls_smtp, make_user):
+    counts, status, _ = send_one(app, make_user, starttls_smtp, "t4")
     assert counts["sent"] == 1 and status == "sent"
     assert starttls_smtp.handler.encrypted == [True]
 
 
 @pytest.mark.config(MAIL_USE_TLS=True)
-def test_f11_server_without_starttls_gets_nothing(app, client, smtp):
-    counts, status, error = send_one(app, client, smtp, "t5")
+def test_f11_server_without_starttls_gets_nothing(app, client, smtp, make_user):
+    counts, status, error = send_one(app, make_user, smtp, "t5")
     assert counts["retry"] == 1 and status == "pending" and "SMTPNotSupportedError" in error
     assert smtp.messages == []
 

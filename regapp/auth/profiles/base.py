@@ -22,6 +22,7 @@ from ...core import registration
 from ...core.errors import FieldError
 from ...core.errors import FieldErrors
 from ...core.identity import normalize_email
+from ...extensions import db
 from ...http import request_id
 from .. import limits
 from ..payload import MalformedBody
@@ -241,8 +242,6 @@ def handle_exception(profile: Profile, exc: Exception):
 
 
 def _rollback():
-    from ...extensions import db
-
     try:
         db.session.rollback()
     except Exception:  # noqa: BLE001 - the connection may be gone already

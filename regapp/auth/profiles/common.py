@@ -9,8 +9,8 @@ from ..credentials import Unauthenticated
 from ..credentials import current_user
 from .base import Email
 from .base import ProfileSchema
-from .base import account
 from .base import ProfileSpec
+from .base import account
 from .base import blueprint
 from .base import route
 from .django_rules import DetailProfile

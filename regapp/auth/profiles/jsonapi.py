@@ -22,9 +22,9 @@ from .base import ProfileSchema
 from .base import ProfileSpec
 from .base import Text
 from .base import blueprint
-from .base import route
 from .base import http_headers
 from .base import lookup
+from .base import route
 
 MEDIA_TYPE = "application/vnd.api+json; charset=utf-8"
 JSONAPI = {"version": "1.0"}

@@ -21,8 +21,8 @@ from .base import ProfileSchema
 from .base import ProfileSpec
 from .base import Text
 from .base import blueprint
-from .base import route
 from .base import lookup
+from .base import route
 
 INVALID_DATA = "The given data was invalid."
 # Laravel 7's resources/lang/en/validation.php, keyed by code (or field.code).
