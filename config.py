@@ -140,6 +140,9 @@ class Config:
     # Reverse proxies in front of the app whose X-Forwarded-For is trusted; 0 = none.
     TRUSTED_PROXY_COUNT = Env("TRUSTED_PROXY_COUNT", 0, as_int)
 
+    # A k-anonymity range API (Have I Been Pwned's shape) for breached passwords;
+    # empty: off. Fails open (2 s timeout) with a warning in the log.
+    PASSWORD_BREACH_CHECK_URL = Env("PASSWORD_BREACH_CHECK_URL", "")
     EMAIL_CHECK_DELIVERABILITY = Env("EMAIL_CHECK_DELIVERABILITY", False, as_bool)
     # Empty: every profile found (regapp/auth/profiles/ and REGAPP_PROFILE_MODULES).
     REGAPP_PROFILES = Env("REGAPP_PROFILES", "", as_list)

@@ -19,6 +19,21 @@ EMAIL_MAX_LENGTH = 254
 USERNAME_RE = re.compile(r"[\w.@+-]+\Z")
 DNS_TIMEOUT_SECONDS = 3
 
+# Django 5.2's EmailValidator (django/core/validators.py, BSD-3-Clause), so that no
+# profile accepts an address Django refuses: a TLD of 2-63 letters (or punycode),
+# no U+3002 ideographic full stop standing in for the dot, no trailing dot.
+# Where Django accepts what regapp refuses (quoted local parts, IP literals,
+# special-use domains such as localhost and .test), SECURITY.md lists why.
+_UL = "\u00a1-\uffff"
+_HOSTNAME = rf"[a-z{_UL}0-9](?:[a-z{_UL}0-9-]{{0,61}}[a-z{_UL}0-9])?"
+_DOMAIN = rf"(?:\.(?!-)[a-z{_UL}0-9-]{{1,63}}(?<!-))*"
+_TLD = rf"\.(?!-)(?:[a-z{_UL}-]{{2,63}}|xn--[a-z0-9]{{1,59}})(?<!-)"
+DJANGO_USER_RE = re.compile(
+    r"(^[-!#$%&'*+/=?^_`{}|~0-9A-Z]+(\.[-!#$%&'*+/=?^_`{}|~0-9A-Z]+)*\Z"
+    r'|^"([\001-\010\013\014\016-\037!#-\[\]-\177]|\\[\001-\011\013\014\016-\177])*"\Z)',
+    re.IGNORECASE)
+DJANGO_DOMAIN_RE = re.compile(rf"^{_HOSTNAME}{_DOMAIN}{_TLD}\Z", re.IGNORECASE)
+
 
 def username_key(username: str) -> str:
     """The unique key of a username: NFKC, then casefold, then NFKC again."""
@@ -59,17 +74,27 @@ class NormalizedEmail(str):
     __slots__ = ()
 
 
+def django_accepts(email: str) -> bool:
+    """Whether Django's ``EmailValidator`` would accept ``email`` (its domain rule
+    without IP literals, which regapp refuses anyway)."""
+    user, at, domain = email.rpartition("@")
+    return bool(at and user and DJANGO_USER_RE.match(user) and DJANGO_DOMAIN_RE.match(domain))
+
+
 def normalize_email(email: str, *, check_deliverability: bool = False,
                     resolver=None) -> NormalizedEmail:
     """Return the address as it will be stored; raise ``FieldErrors`` for ``email``.
 
     Only ASCII addresses are accepted: SMTP without SMTPUTF8 can't deliver
     anything else, and a message that can't be sent must not be accepted.
+    Nothing that Django's ``EmailValidator`` refuses is accepted either.
     """
     if len(email) > EMAIL_MAX_LENGTH:
         raise FieldErrors(
             [FieldError("email", "max_length", {"max_length": EMAIL_MAX_LENGTH})]
         )
+    if not django_accepts(email):
+        raise FieldErrors([FieldError("email", "invalid")])
     try:
         info = validate_email(email, allow_smtputf8=False, check_deliverability=False)
     except EmailNotValidError:
@@ -95,3 +120,15 @@ def check_deliverable(email: NormalizedEmail, *, resolver=None) -> None:
         validate_email_deliverability(domain, domain, timeout=timeout, dns_resolver=resolver)
     except EmailUndeliverableError:
         raise FieldErrors([FieldError("email", "undeliverable")]) from None
+
+
+def lookup_key(email) -> str | None:
+    """The unique key of an address as a person types it, normalised exactly as
+    registration stores it (``x@straße.de`` finds ``x@xn--strae-oqa.de``, never
+    ``x@strasse.de``); None when it can't be an address at all."""
+    if not isinstance(email, str) or not email.strip():
+        return None
+    try:
+        return email_key(normalize_email(email.strip()))
+    except FieldErrors:
+        return None

@@ -14,6 +14,7 @@ from argon2.exceptions import InvalidHashError
 from argon2.exceptions import VerificationError
 from flask import current_app
 
+from . import breach
 from .errors import FieldError
 
 PASSWORD_MAX_LENGTH = 1024
@@ -71,7 +72,7 @@ class DjangoPolicy(PasswordPolicy):
         if len(password) < self.min_length:
             errors.append(FieldError("password", "password_too_short",
                                      {"min_length": self.min_length}))
-        if password.lower().strip() in common_passwords():
+        if is_common(password):
             errors.append(FieldError("password", "password_too_common"))
         if password.isdigit():
             errors.append(FieldError("password", "password_entirely_numeric"))
@@ -96,17 +97,36 @@ class DjangoPolicy(PasswordPolicy):
 
 
 class MinLengthPolicy(PasswordPolicy):
-    """A plain minimum length (Rails' ``length: {minimum: 6}``)."""
+    """A minimum length (Rails' ``length: {minimum: 6}``, Laravel's ``min:8``), then
+    the common-password list that every profile refuses (ASVS 5.0 6.2.4)."""
 
     def __init__(self, min_length):
         self.min_length = min_length
 
     def validate(self, password, attrs):
         errors = super().validate(password, attrs)
-        if not errors and len(password) < self.min_length:
+        if errors:
+            return errors
+        if len(password) < self.min_length:
             errors.append(FieldError("password", "password_too_short",
                                      {"min_length": self.min_length}))
+        elif is_common(password):
+            # Like Laravel's Password::uncompromised(): checked once the rest passes.
+            errors.append(FieldError("password", "password_too_common"))
         return errors
+
+
+def is_common(password: str) -> bool:
+    """Django's test: the lowercased, stripped password is on the shipped list."""
+    return password.lower().strip() in common_passwords()
+
+
+def check(policy: PasswordPolicy, password: str, attrs: dict) -> list[FieldError]:
+    """The profile's policy, then (only if it passes) the optional breach check."""
+    errors = policy.validate(password, attrs)
+    if not errors and breach.is_breached(password):
+        errors.append(FieldError("password", "password_breached"))
+    return errors
 
 
 def _hasher() -> PasswordHasher:
