@@ -118,6 +118,20 @@ class Config:
     JWT_ACCESS_LIFETIME = Env("JWT_ACCESS_LIFETIME", 300, as_int)
     JWT_REFRESH_LIFETIME = Env("JWT_REFRESH_LIFETIME", 86400, as_int)
 
+    # Wrong passwords per account per hour after which only logins that carry a
+    # device token of that account are evaluated (SECURITY.md, login throttling).
+    LOGIN_LOCK_THRESHOLD = Env("LOGIN_LOCK_THRESHOLD", 100, as_int)
+    PASSWORD_RESET_MAX_AGE = Env("PASSWORD_RESET_MAX_AGE", 3600, as_int)
+    RESET_CODE_MAX_ATTEMPTS = 5
+    RESET_CODE_LIFETIME_CAP = 20
+    # Wrong reset codes per hour, service-wide, above which codes are refused
+    # (links keep working) and an ERROR is logged.
+    RESET_CODE_GLOBAL_CEILING = Env("RESET_CODE_GLOBAL_CEILING", 1000, as_int)
+    # Per address: the reset and the duplicate-sign-up mail each have their own.
+    RESET_MAIL_COOLDOWN = Env("RESET_MAIL_COOLDOWN", 60, as_int)
+    DUPLICATE_MAIL_COOLDOWN = Env("DUPLICATE_MAIL_COOLDOWN", 60, as_int)
+    SECURITY_MAIL_DAILY_CAP = Env("SECURITY_MAIL_DAILY_CAP", 5, as_int)
+
     RATELIMIT_ENABLED = Env("RATELIMIT_ENABLED", True, as_bool)
     RATELIMIT_STORAGE_URI = Env("RATELIMIT_STORAGE_URI", "memory://")
     # Off: Flask-Limiter would stamp Retry-After on every 2xx and rewrite the

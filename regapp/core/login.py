@@ -11,11 +11,10 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import User
-from .errors import FieldErrors
 from .errors import InvalidCredentials
 from .errors import TokenInvalid
-from .identity import email_key
-from .identity import normalize_email
+from . import throttle
+from .identity import lookup_key
 from .identity import username_key
 from .passwords import PASSWORD_MAX_LENGTH
 from .passwords import hash_password
@@ -44,39 +43,54 @@ def user_for_api_token(token) -> User:
     return user
 
 
-def authenticate(identifier, password) -> User:
-    """The account whose username or email is ``identifier``, if ``password`` is its own.
+def find_account(identifier) -> User | None:
+    """An identifier with ``@`` is an email only (normalised as registration does),
+    anything else a username only: someone else's username that looks like an
+    address never matches."""
+    if not isinstance(identifier, str) or not identifier or len(identifier) > 320:
+        return None
+    if "@" in identifier:
+        key = lookup_key(identifier)
+        return key and db.session.scalar(select(User).where(User.email_key == key))
+    return db.session.scalar(
+        select(User).where(User.username_key == username_key(identifier.strip())))
+
+
+def authenticate(identifier, password, device_token=None) -> User:
+    """The account ``identifier`` names, if ``password`` is its own.
 
     Unknown accounts cost the same hash verification as a wrong password, so
-    timing does not tell which accounts exist. A hash made with weaker
-    parameters than the configured ones is replaced (rehash on login).
+    timing does not tell which accounts exist. Wrong passwords are counted per
+    account (throttle.py); past the threshold only a login from a known device
+    is evaluated, the rest get the wrong-password answer. A hash made with
+    weaker parameters than the configured ones is replaced (rehash on login).
 
-    :raises InvalidCredentials: unknown account or wrong password.
+    :raises InvalidCredentials: unknown account, wrong password, or a locked
+        account without its device token.
     """
-    if (not isinstance(identifier, str) or not isinstance(password, str)
-            or not identifier or len(identifier) > 320 or len(password) > PASSWORD_MAX_LENGTH):
+    if not isinstance(password, str) or len(password) > PASSWORD_MAX_LENGTH:
         raise InvalidCredentials()
-    keys = {username_key(identifier)}
-    try:
-        keys.add(email_key(normalize_email(identifier)))  # IDN domains are stored as punycode
-    except FieldErrors:
-        pass
-    # A username may look like someone else's email: try each match.
-    candidates = db.session.scalars(
-        select(User).where(User.email_key.in_(keys) | User.username_key.in_(keys))
-        .order_by(User.id)
-    ).all()
-    if not candidates:
+    user = find_account(identifier)
+    if user is not None:
+        key = throttle.hmac_key("account", user.id)
+    else:
+        key = throttle.hmac_key("identifier", lookup_key(identifier) or (
+            username_key(identifier.strip()) if isinstance(identifier, str) else ""))
+    locked = (throttle.count(throttle.LOGIN, key)
+              >= current_app.config["LOGIN_LOCK_THRESHOLD"])
+    if user is None or not user.password_hash or (
+            locked and not throttle.is_device_of(device_token, user.id)):
         verify_password(_dummy_hash(), password)
-        raise InvalidCredentials()
-    for user in candidates:
+        ok, new_hash = False, None
+    else:
         ok, new_hash = verify_password(user.password_hash, password)
-        if ok:
-            if new_hash:
-                user.password_hash = new_hash
-                db.session.commit()
-            return user
-    raise InvalidCredentials()
+    if not ok:
+        throttle.record(throttle.LOGIN, key)
+        raise InvalidCredentials()
+    if new_hash:
+        user.password_hash = new_hash
+        db.session.commit()
+    return user
 
 
 def _dummy_hash() -> str:

@@ -16,7 +16,10 @@ from .errors import TokenExpired
 from .errors import TokenInvalid
 
 CONFIRM_SALT = "regapp.confirm-email"
+RESET_SALT = "regapp.password-reset"
+CANCEL_SALT = "regapp.cancel-registration"
 CODE_KEY_PURPOSE = b"regapp.confirm-code"
+RESET_CODE_PURPOSE = b"regapp.reset-code"
 # ASCII digits only: \d would accept fullwidth and Arabic-Indic digits, $ a newline.
 CODE_RE = re.compile(r"[0-9]{6}\Z")
 # What itsdangerous emits (payload.timestamp.signature, unpadded URL-safe base64);
@@ -30,8 +33,8 @@ def _secret_keys() -> list[str]:
     return [*cfg.get("SECRET_KEY_FALLBACKS", []), cfg["SECRET_KEY"]]
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(_secret_keys(), salt=CONFIRM_SALT)
+def _serializer(salt: str = CONFIRM_SALT) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(_secret_keys(), salt=salt)
 
 
 def email_fingerprint(email_key: str) -> str:
@@ -50,11 +53,42 @@ def load_confirm_token(token) -> tuple[int, str]:
     :raises TokenExpired: genuine but older than ``CONFIRM_TOKEN_MAX_AGE``.
     :raises TokenInvalid: anything else: blank, tampered, other purpose, wrong shape.
     """
+    data = _load(token, CONFIRM_SALT, current_app.config["CONFIRM_TOKEN_MAX_AGE"])
+    return data["u"], data["e"]
+
+
+def make_cancel_token(user) -> str:
+    """The "this wasn't me" link's token: its own purpose, bound to user and address."""
+    return _serializer(CANCEL_SALT).dumps(
+        {"u": user.id, "e": email_fingerprint(user.email_key)})
+
+
+def load_cancel_token(token) -> tuple[int, str]:
+    """``(user_id, fingerprint)`` of a cancel token. :raises TokenInvalid, TokenExpired:"""
+    data = _load(token, CANCEL_SALT, current_app.config["CONFIRM_TOKEN_MAX_AGE"])
+    return data["u"], data["e"]
+
+
+def make_reset_token(user) -> str:
+    """A password-reset token bound to the user, the address and the account's
+    current reset counter: a newer reset, or a completed one, kills it."""
+    return _serializer(RESET_SALT).dumps(
+        {"u": user.id, "e": email_fingerprint(user.email_key), "n": user.reset_counter})
+
+
+def load_reset_token(token) -> tuple[int, str, int]:
+    """``(user_id, fingerprint, counter)``. :raises TokenInvalid, TokenExpired:"""
+    data = _load(token, RESET_SALT, current_app.config["PASSWORD_RESET_MAX_AGE"])
+    if type(data.get("n")) is not int:
+        raise TokenInvalid()
+    return data["u"], data["e"], data["n"]
+
+
+def _load(token, salt: str, max_age: int) -> dict:
     if not isinstance(token, str) or len(token) > 512 or not TOKEN_RE.match(token):
         raise TokenInvalid()
-    max_age = current_app.config["CONFIRM_TOKEN_MAX_AGE"]
     try:
-        data = _serializer().loads(token, max_age=max_age)
+        data = _serializer(salt).loads(token, max_age=max_age)
     except SignatureExpired:
         raise TokenExpired() from None
     except (BadSignature, UnicodeError, ValueError):
@@ -65,7 +99,7 @@ def load_confirm_token(token) -> tuple[int, str]:
         or not isinstance(data.get("e"), str)
     ):
         raise TokenInvalid()
-    return data["u"], data["e"]
+    return data
 
 
 def new_code() -> str:
@@ -83,20 +117,22 @@ def code_subject(user) -> str:
     return f"{user.id}:{email_fingerprint(user.email_key)}"
 
 
-def hash_code(user_id: int | str, code: str, secret_key: str | None = None) -> str:
+def hash_code(user_id: int | str, code: str, secret_key: str | None = None,
+              purpose: bytes = CODE_KEY_PURPOSE) -> str:
     """Keyed hash of a code for ``user_id`` (or a ``code_subject``); the wrong-guess
-    cap, not the hash cost, protects it."""
+    cap, not the hash cost, protects it. Reset codes use their own ``purpose``."""
     secret = secret_key or current_app.config["SECRET_KEY"]
-    key = hmac.new(secret.encode(), CODE_KEY_PURPOSE, hashlib.sha256).digest()
+    key = hmac.new(secret.encode(), purpose, hashlib.sha256).digest()
     return hmac.new(key, f"{user_id}:{code}".encode(), hashlib.sha256).hexdigest()
 
 
-def code_matches(stored_hash: str, user_id: int | str, code: str) -> bool:
+def code_matches(stored_hash: str, user_id: int | str, code: str,
+                 purpose: bytes = CODE_KEY_PURPOSE) -> bool:
     """Constant-time comparison of a candidate code with a stored hash.
 
     Every key (current and fallbacks) is tried, so rotation keeps codes alive.
     """
     found = False
     for secret in _secret_keys():
-        found |= hmac.compare_digest(stored_hash, hash_code(user_id, code, secret))
+        found |= hmac.compare_digest(stored_hash, hash_code(user_id, code, secret, purpose))
     return found
