@@ -13,6 +13,7 @@ from ..extensions import db
 from ..models import EmailConfirmation
 from ..models import User
 from ..models import utcnow
+from . import reset
 from . import tokens
 from .errors import AlreadyConfirmed
 from .errors import CodeMismatch
@@ -199,12 +200,15 @@ def set_confirmed(user_id: int) -> None:
     result = db.session.execute(
         update(User)
         .where(User.id == user_id, User.is_email_confirmed.is_(False))
-        # Credentials handed out before confirmation die with it (pre-hijacking);
-        # JWTs are checked against confirmed_at in jwt_tokens.
-        .values(is_email_confirmed=True, confirmed_at=utcnow(), api_token_hash=None)
+        # Credentials handed out before confirmation die with it (pre-hijacking):
+        # the api_token is cleared and the credential version every JWT carries moves on.
+        .values(is_email_confirmed=True, confirmed_at=utcnow(), api_token_hash=None,
+                credential_version=User.credential_version + 1)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
         db.session.rollback()
         raise AlreadyConfirmed()
+    user = db.session.get(User, user_id, populate_existing=True)
+    reset.after_confirmation(user)  # a contested account loses its password
 

@@ -33,7 +33,8 @@ BATCH_SIZE = 20
 wakeup = threading.Event()
 
 
-def enqueue(*, to: str, subject: str, body_text: str, body_html: str | None) -> None:
+def enqueue(*, to: str, subject: str, body_text: str, body_html: str | None,
+            kind: str = "confirm") -> None:
     """Add a message to the current session; it is sent only if the session commits."""
     # The Message-ID names the sender's domain; it is fixed here, once.
     sender_domain = (sender() or "").rpartition("@")[2].strip("> ") or "localhost"
@@ -46,6 +47,7 @@ def enqueue(*, to: str, subject: str, body_text: str, body_html: str | None) -> 
         status="pending",
         attempts=0,
         next_attempt_at=utcnow(),
+        kind=kind,
     )
     db.session.add(row)
     db.session.info["outbox_dirty"] = True

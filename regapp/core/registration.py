@@ -15,6 +15,8 @@ from ..extensions import db
 from ..models import EmailConfirmation
 from ..models import User
 from ..models import utcnow
+from . import passwords
+from . import reset
 from . import tokens
 from .errors import FieldError
 from .errors import FieldErrors
@@ -26,7 +28,6 @@ from .identity import normalize_email
 from .identity import username_key
 from .login import api_token_hash
 from .passwords import DjangoPolicy
-from .passwords import hash_password
 
 PROFILE_FIELDS = ("first_name", "insertion", "last_name", "postal_code", "phone", "avatar")
 
@@ -41,12 +42,16 @@ class Registration:
 
 def register(data: dict, *, policy, account_type: str = "customer",
              issue_api_token: bool = False, confirmed: bool = False,
-             resolver=None) -> Registration:
+             resolver=None, profile: str | None = None) -> Registration:
     """Create an account and queue its confirmation email in the same transaction.
 
     ``data`` holds canonical fields (``email``, ``password``, optional
     ``username`` and profile fields), already shape-checked by the caller. An ``email``
-    the profile's field already normalised is not normalised again.
+    the profile's field already normalised is not normalised again. ``profile`` is
+    stored on the account: its password policy applies to later resets.
+
+    A sign-up refused because the address is taken mails the address's owner
+    (reset.on_duplicate_signup); the answer stays the profile's duplicate error.
 
     :raises FieldErrors: codes ``invalid``/``undeliverable`` (email),
         ``unique`` (email, username), the policy's password codes.
@@ -59,10 +64,10 @@ def register(data: dict, *, policy, account_type: str = "customer",
     # Fast path to report both duplicates at once; the constraints decide.
     taken = _taken_fields(ekey, ukey)
     if taken:
-        raise FieldErrors([FieldError(name, "unique") for name in taken])
+        _refused(taken, ekey, data)
     attrs = {"username": username, "email": email,
              "first_name": data.get("first_name"), "last_name": data.get("last_name")}
-    errors = policy.validate(data["password"], attrs)
+    errors = passwords.check(policy, data["password"], attrs)
     if errors:
         raise FieldErrors(errors)
     # End the read transaction before the slow hash, so no transaction (or pooled
@@ -71,7 +76,8 @@ def register(data: dict, *, policy, account_type: str = "customer",
 
     user = User(
         username=username, username_key=ukey, email=email, email_key=ekey,
-        password_hash=hash_password(data["password"]), account_type=account_type,
+        password_hash=passwords.hash_password(data["password"]), account_type=account_type,
+        profile=profile,
         is_email_confirmed=confirmed, confirmed_at=utcnow() if confirmed else None,
         code_failures=0,
         **{name: data.get(name) for name in PROFILE_FIELDS},
@@ -88,11 +94,18 @@ def register(data: dict, *, policy, account_type: str = "customer",
     except IntegrityError as exc:
         # A concurrent registration won the race: the constraint is the arbiter.
         db.session.rollback()
-        raise FieldErrors(_duplicate_fields(exc, ekey, ukey)) from None
+        _refused([err.field for err in _duplicate_fields(exc, ekey, ukey)], ekey, data)
     except Exception:
         db.session.rollback()
         raise
     return Registration(user=user, api_token=api_token)
+
+
+def _refused(taken: list[str], ekey: str, data: dict):
+    """Raise the duplicate errors; a taken address first gets its owner's mail."""
+    if "email" in taken:
+        reset.on_duplicate_signup(ekey, data.get("password"))
+    raise FieldErrors([FieldError(name, "unique") for name in taken])
 
 
 def create_account(data: dict, *, account_type: str, confirmed: bool = False,
