@@ -187,7 +187,7 @@ class Profile:
         data = self.read()
         result = registration.register(
             data, policy=self.policy, account_type=self.account_type,
-            issue_api_token=self.issue_api_token,
+            issue_api_token=self.issue_api_token, profile=self.name,
         )
         return self.registered(result)
 

@@ -142,13 +142,14 @@ def token_obtain_pair():
 
 @route(bp, "/token/refresh/", limits.TOKEN, endpoint="token_refresh")
 def token_refresh():
-    """simplejwt's TokenRefreshView: a new access token, the refresh token unrotated."""
+    """simplejwt's TokenRefreshView with ROTATE_REFRESH_TOKENS: a new pair; the
+    presented refresh token is refused from then on (reuse revokes its family)."""
     data = profile.read(refresh_schema)
     try:
-        access = jwt_tokens.refresh_access(data["refresh"])
+        access, refresh = jwt_tokens.rotate(data["refresh"])
     except (TokenInvalid, TokenExpired):
         return profile.json(TOKEN_NOT_VALID, 401, CHALLENGE)
-    return profile.json({"access": access}, 200)
+    return profile.json({"access": access, "refresh": refresh}, 200)
 
 
 PROFILE = ProfileSpec(profile, bp, prefixes=("/api/sign-up", "/api/token"))
