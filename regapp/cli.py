@@ -38,6 +38,7 @@ MESSAGES = {
     "password_too_short": "password is too short (at least {min_length} characters)",
     "password_too_long": "password is too long (at most {max_length} characters)",
     "password_too_common": "password is too common",
+    "password_breached": "password has appeared in a data breach",
     "password_entirely_numeric": "password is entirely numeric",
     "password_too_similar": "password is too similar to the {verbose_name}",
 }

@@ -23,7 +23,8 @@ from tests.smtp import confirmation
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
 MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
-TABLES = ("email_confirmations", "outbox_messages", "users")
+TABLES = ("email_confirmations", "password_reset_codes", "refresh_families", "security_events",
+          "outbox_messages", "users")
 PASSWORD = "Str0ng-passphrase"
 
 

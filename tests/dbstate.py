@@ -12,10 +12,12 @@ from regapp.models import User
 
 
 def counts(app) -> tuple[int, int]:
-    """(users, queued emails) in the database."""
+    """(users, queued confirmation emails) in the database. A refused duplicate
+    sign-up also mails the address's owner (kind ``duplicate``), counted apart."""
     with app.app_context():
         return (db.session.scalar(select(func.count(User.id))),
-                db.session.scalar(select(func.count(OutboxMessage.id))))
+                db.session.scalar(select(func.count(OutboxMessage.id))
+                                  .where(OutboxMessage.kind == "confirm")))
 
 
 def user_row(app, email_key: str) -> User | None:

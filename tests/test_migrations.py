@@ -18,7 +18,8 @@ from tests.serverkit import postgres_database
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
-TABLES = {"users", "email_confirmations", "outbox_messages"}
+TABLES = {"users", "email_confirmations", "outbox_messages", "password_reset_codes",
+          "refresh_families", "security_events"}
 
 
 @pytest.fixture(params=["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else []))

@@ -59,7 +59,9 @@ def upgrade():
         batch_op.add_column(sa.Column('kind', sa.String(length=16), server_default='confirm', nullable=False))
         batch_op.create_index('ix_outbox_messages_to_addr_kind', ['to_addr', 'kind'], unique=False)
 
-    with op.batch_alter_table('users', schema=None) as batch_op:
+    # sqlite_autoincrement: SQLite rebuilds the table; ids must never be reused.
+    with op.batch_alter_table('users', schema=None,
+                              table_kwargs={'sqlite_autoincrement': True}) as batch_op:
         batch_op.add_column(sa.Column('profile', sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column('credential_version', sa.Integer(), server_default='0', nullable=False))
         batch_op.add_column(sa.Column('contested', sa.Boolean(), server_default=sa.false(), nullable=False))
@@ -72,7 +74,9 @@ def upgrade():
 
 def downgrade():
     # Reviewed by hand: constraint names come from the naming convention.
-    with op.batch_alter_table('users', schema=None) as batch_op:
+    # sqlite_autoincrement: SQLite rebuilds the table; ids must never be reused.
+    with op.batch_alter_table('users', schema=None,
+                              table_kwargs={'sqlite_autoincrement': True}) as batch_op:
         batch_op.drop_column('duplicate_sent_at')
         batch_op.drop_column('reset_sent_at')
         batch_op.drop_column('reset_code_failures')

@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import User
+from . import throttle
 from .errors import InvalidCredentials
 from .errors import TokenInvalid
-from . import throttle
 from .identity import lookup_key
 from .identity import username_key
 from .passwords import PASSWORD_MAX_LENGTH

@@ -33,7 +33,12 @@ RIGHT = "the emailed code"
 
 
 def count(model):
-    return db.session.scalar(select(func.count()).select_from(model))
+    """Rows of ``model``; for the outbox, confirmation emails only (a refused
+    duplicate sign-up also mails the address's owner, kind ``duplicate``)."""
+    stmt = select(func.count()).select_from(model)
+    if model is OutboxMessage:
+        stmt = stmt.where(OutboxMessage.kind == "confirm")
+    return db.session.scalar(stmt)
 
 
 def confirmation_row(user_id):

@@ -98,7 +98,9 @@ def test_password_too_long_is_checked_before_anything_expensive():
 def test_min_length_policy():
     assert failures(MinLengthPolicy(6).validate("12345", {})) == [
         ("password_too_short", {"min_length": 6})]
-    assert MinLengthPolicy(6).validate("123456", {}) == []
+    assert MinLengthPolicy(6).validate("kw8mP2", {}) == []
+    # Every profile refuses Django's common-password list (CONTRACT.md, ASVS 5.0 6.2.4).
+    assert failures(MinLengthPolicy(6).validate("123456", {})) == [("password_too_common", {})]
 
 
 # A 64-character passphrase with spaces, emoji and CJK (SECURITY A8/A12).

@@ -12,8 +12,10 @@ VERIFY = "/api/users/verification"
 MEDIA_TYPE = "application/vnd.api+json; charset=utf-8"
 BROWSER_ACCEPT = ("text/xml,application/xml,application/xhtml+xml,text/html;q=0.9,"
                   "text/plain;q=0.8,image/png,*/*;q=0.5")
-SEED_USER = {"email": "macvon@keeling.info", "password": "123456",
-             "password_confirmation": "123456"}
+# The document's example password is 123456, which every profile refuses as too
+# common (CONTRACT.md): the seed's flow runs with another 6-character password.
+SEED_USER = {"email": "macvon@keeling.info", "password": "kw8mP2",
+             "password_confirmation": "kw8mP2"}
 JSONAPI = {"version": "1.0"}
 # The seed's own token (an HS256 JWT from the original service), never valid here.
 SEED_TOKEN = ("eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoyLCJleHAiOjE1NDUyOTc3OTN9."
@@ -66,7 +68,7 @@ def test_seed_sign_up_success(app, client):
     assert user.account_type == "customer"
     assert user.is_email_confirmed is False
     with app.app_context():
-        assert verify_password(user.password_hash, "123456")[0]
+        assert verify_password(user.password_hash, "kw8mP2")[0]
     assert counts(app) == (1, 1)
 
 

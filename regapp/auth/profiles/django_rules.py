@@ -30,6 +30,9 @@ PASSWORD_MESSAGES = {
     "password_too_short": "This password is too short. It must contain at least "
                           "{min_length} characters.",
     "password_too_common": "This password is too common.",
+    # Not a Django validator: the optional breached-password check (PASSWORD_BREACH_CHECK_URL).
+    "password_breached": "This password has appeared in a data breach. "
+                         "Please choose a different password.",
     "password_entirely_numeric": "This password is entirely numeric.",
     "password_too_similar": "The password is too similar to the {verbose_name}.",
     "password_too_long": "This password is too long. It must contain at most "

@@ -54,6 +54,8 @@ MESSAGES = {
     "password_too_long": "is too long (maximum is {max_length} characters)",
     "min_length": "is too short (minimum is {min_length} characters)",
     "password_too_short": "is too short (minimum is {min_length} characters)",
+    "password_too_common": "is too common",
+    "password_breached": "has appeared in a data breach",
     "confirmation": "doesn't match Password",
 }
 # The contract's choice (Rails' length: {minimum: 6}); below NIST's 8, an

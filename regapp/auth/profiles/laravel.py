@@ -36,6 +36,11 @@ FIELD_MESSAGES = {
     "min_length": "The {attribute} must be at least {min_length} characters.",
     "password_too_short": "The {attribute} must be at least {min_length} characters.",
     "password_too_long": "The {attribute} may not be greater than {max_length} characters.",
+    # Laravel's Password::uncompromised(), for the common list and the breach check alike.
+    "password_too_common": "The given {attribute} has appeared in a data leak. "
+                           "Please choose a different {attribute}.",
+    "password_breached": "The given {attribute} has appeared in a data leak. "
+                         "Please choose a different {attribute}.",
     "unique": "The {attribute} has already been taken.",
     "email.invalid": "The {attribute} must be a valid email address.",
     "email.undeliverable": "The {attribute} must be a valid email address.",
