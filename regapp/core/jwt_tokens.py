@@ -4,9 +4,10 @@ Tokens are HS256, with the claims ``token_type``, ``exp``, ``iat``, ``jti`` and
 ``user_id``, plus ``ver`` (the account's credential version: a token whose
 version is not the account's current one is dead) and, on refresh tokens,
 ``fam`` (the rotation family: only the family's newest refresh token is live;
-presenting an older one revokes the whole family, reuse detection). They are signed with a key derived from ``SECRET_KEY`` for this
-purpose only, so no other signed value of the service (confirmation tokens, the
-session cookie, a JWT signed with the raw key) is ever a valid JWT here.
+presenting an older one revokes the whole family, reuse detection). They are
+signed with a key derived from ``SECRET_KEY`` for this purpose only, so no other
+signed value of the service (confirmation tokens, the session cookie, a JWT
+signed with the raw key) is ever a valid JWT here.
 """
 
 from __future__ import annotations
