@@ -2,8 +2,9 @@
 
 Every response gets ``X-Request-ID``, ``X-Content-Type-Options: nosniff`` and
 ``Referrer-Policy: no-referrer``; every ``/api/`` response is ``no-store``
-(they carry tokens and account data). One log line per request names the
-method, the path *without* its query string (confirmation tokens travel in
+(they carry tokens and account data) and has a ``Content-Security-Policy`` that
+allows nothing (``default-src 'none'; frame-ancestors 'none'``). One log line per
+request names the method, the path *without* its query string (confirmation tokens travel in
 ``?token_id=``), the status, the duration and the request id; unhandled errors
 are logged with the same id, so a client's ``X-Request-ID`` finds them.
 """
@@ -29,7 +30,11 @@ HEADERS = {
     # Confirmation links carry the token in the URL; no page of ours passes it on.
     "Referrer-Policy": "no-referrer",
 }
-API_HEADERS = {"Cache-Control": "no-store"}
+API_HEADERS = {
+    "Cache-Control": "no-store",
+    # JSON is never a document to render or frame (a docs page may set its own).
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
 MAX_LOGGED_PATH = 2048
 
 

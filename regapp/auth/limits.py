@@ -24,7 +24,6 @@ supplies the exact ``Retry-After`` (and the HTML body for the browser page).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from functools import partial
@@ -41,6 +40,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..core.identity import email_key
+from ..core.identity import lookup_key
+from ..core.throttle import hmac_key
 from .payload import read_payload
 
 EXTENSION = "regapp.limiter"
@@ -100,10 +101,17 @@ def client_ip() -> str:
 
 
 def _hashed(value: str) -> str:
-    # Buckets never hold an address in clear (Redis, Flask-Limiter's log lines),
-    # and a hash cannot smuggle the key separator into the storage key.
-    key = email_key(value.strip()[:MAX_KEY_INPUT])
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    """The bucket key of an address (or username) as a person types it.
+
+    An address is normalised exactly as registration stores it (``lookup_key``), so
+    ``x@straße.de`` charges ``x@xn--strae-oqa.de``'s bucket and never
+    ``x@strasse.de``'s; anything else (a username, garbage) is NFKC-casefolded.
+    Buckets hold an HMAC under ``SECRET_KEY``: never an address in clear (Redis,
+    Flask-Limiter's log lines), nor a bare hash that a dictionary of addresses
+    would reverse, and no separator can be smuggled into the storage key.
+    """
+    key = lookup_key(value) or email_key(value.strip()[:MAX_KEY_INPUT])
+    return hmac_key("ratelimit", key)[:32]
 
 
 def _named(fields) -> str:

@@ -68,6 +68,30 @@ class Text(fields.String):
         return value
 
 
+class Password(Text):
+    """A password: never trimmed, yet one of only whitespace is ``blank`` (nothing
+    was typed), in every profile."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strip=False, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if not value.strip() and not self.blank:
+            raise ValidationError("blank")
+        return value
+
+
+def numbers_as_strings(payload: dict, schema: Schema) -> dict:
+    """DRF's ``CharField``: a JSON number (int or float) sent for a text field is
+    that number's ``str()`` (``5551234567`` -> ``"5551234567"``); booleans, lists
+    and objects stay as they are, for the field to refuse."""
+    keys = {f.data_key or name for name, f in schema.fields.items() if isinstance(f, Text)}
+    return {key: str(value) if key in keys and isinstance(value, (int, float))
+            and not isinstance(value, bool) else value
+            for key, value in payload.items()}
+
+
 class Email(Text):
     """An email address, syntax-checked without DNS and handed on normalised (the core
     may check deliverability)."""
@@ -128,6 +152,8 @@ class Profile:
     policy = None
     account_type = "customer"
     issue_api_token = False
+    # DRF's CharField semantics (numbers become strings) for every text field.
+    numbers_as_strings = False
 
     def wire(self, field: str) -> str:
         return self.wire_names.get(field, field)
@@ -141,9 +167,13 @@ class Profile:
         registration schema); return canonical data or raise FieldErrors."""
         schema = schema or self.schema
         try:
-            return schema.load(payload)
+            return schema.load(self.coerce(payload, schema))
         except ValidationError as exc:
             raise FieldErrors(_field_errors(schema, exc.messages)) from None
+
+    def coerce(self, payload: dict, schema: Schema) -> dict:
+        """``payload`` as the profile's framework reads it before validating."""
+        return numbers_as_strings(payload, schema) if self.numbers_as_strings else payload
     # -- rendering (overridden per profile) -----------------------------------
     def json(self, body, status, headers=None):
         response = jsonify(body)

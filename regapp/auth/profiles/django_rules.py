@@ -7,6 +7,7 @@ from marshmallow import ValidationError
 
 from ...core.identity import USERNAME_RE
 from .base import Email
+from .base import Password
 from .base import Profile
 from .base import ProfileSchema
 from .base import Text
@@ -75,7 +76,7 @@ class UserSchema(ProfileSchema):
 
     username = Text(required=True, max_length=150, validate=username_chars)
     email = Email(required=True)
-    password = Text(required=True, strip=False, max_length=1024)
+    password = Password(required=True, max_length=1024)
 
 
 class DetailProfile(Profile):
@@ -83,9 +84,13 @@ class DetailProfile(Profile):
 
     http_texts = DETAIL_MESSAGES
     http_default = "Request failed."
+    # DRF's CharField: a JSON number sent for a text field is read as its str().
+    numbers_as_strings = True
 
     def malformed(self, exc):
-        if exc.code_name == "not_an_object":
+        if exc.code_name == "not_an_object" and exc.got == "NoneType":
+            body = {"non_field_errors": ["No data provided"]}  # a JSON null body
+        elif exc.code_name == "not_an_object":
             body = {"non_field_errors": [
                 f"Invalid data. Expected a dictionary, but got {exc.got}."]}
         else:

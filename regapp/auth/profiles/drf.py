@@ -40,6 +40,7 @@ class DrfProfile(DetailProfile):
     def load(self, payload, schema=None):
         """DRF runs the unique validators with the field checks, so a taken
         username is reported together with, say, a blank password."""
+        payload = self.coerce(payload, schema or self.schema)
         try:
             return super().load(payload, schema)
         except FieldErrors as exc:

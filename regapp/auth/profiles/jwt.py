@@ -23,6 +23,7 @@ from ...core.errors import TokenInvalid
 from ...core.passwords import DjangoPolicy
 from .. import limits
 from ..payload import read_payload
+from .base import Password
 from .base import ProfileSchema
 from .base import ProfileSpec
 from .base import Text
@@ -55,7 +56,7 @@ class SignUpSchema(UserSchema):
 
 class ObtainSchema(ProfileSchema):
     username = Text(required=True)
-    password = Text(required=True, strip=False)
+    password = Password(required=True)
 
 
 class RefreshSchema(ProfileSchema):
@@ -70,8 +71,10 @@ class JwtProfile(DetailProfile):
     name = "jwt"
     schema = SignUpSchema()
     wire_names = {"phone": "number_phone"}
-    policy = DjangoPolicy()
+    # Seed 004's model: "user with this email already exists.", and the
+    # similarity message names the field the same way.
     verbose_names = {"username": "username", "email": "email"}
+    policy = DjangoPolicy(verbose_names=verbose_names)
 
     def load(self, payload, schema=None):
         """Shape-check; for sign-up also report duplicates with shape errors, as DRF does."""
@@ -79,7 +82,7 @@ class JwtProfile(DetailProfile):
         if schema is self.schema and not any(name in payload for name in REQUIRED):
             raise MissingFields([])
         try:
-            return schema.load(payload)
+            return schema.load(self.coerce(payload, schema))
         except ValidationError as exc:
             errors = _field_errors(schema, exc.messages)
             if schema is self.schema:

@@ -16,6 +16,7 @@ from ...core.errors import TooManyAttempts
 from ...core.passwords import MinLengthPolicy
 from .. import limits
 from .base import Email
+from .base import Password
 from .base import Profile
 from .base import ProfileSchema
 from .base import ProfileSpec
@@ -60,7 +61,6 @@ HTTP_MESSAGES = {
 }
 TOKEN_INCORRECT = "Token is incorrect"
 ALREADY_VALIDATED = "The email is already validated"
-TOO_MANY_GUESSES = "Too many incorrect attempts. Request a new code."
 MAX = 191  # the document's max:191 (Laravel's default string column length)
 # NL "1234 AB"/"1234AB" (no leading zero), BE "1000", DE "10115"; ASCII digits only.
 POSTAL_CODE_RE = re.compile(r"[1-9][0-9]{3} ?[A-Za-z]{2}|[1-9][0-9]{3}|[0-9]{5}", re.ASCII)
@@ -82,19 +82,6 @@ class Nullable(Text):
 
     def _deserialize(self, value, attr, data, **kwargs):
         return super()._deserialize(value, attr, data, **kwargs) or None
-
-
-class Password(Text):
-    """Never trimmed (TrimStrings skips passwords), yet all-whitespace counts as missing."""
-
-    def __init__(self, **kwargs):
-        super().__init__(strip=False, **kwargs)
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        value = super()._deserialize(value, attr, data, **kwargs)
-        if not value.strip():
-            raise ValidationError("blank")
-        return value
 
 
 def min_length(length):
@@ -199,9 +186,9 @@ def validation():
         confirmation.confirm(token, email=email)
     except AlreadyConfirmed:
         return profile.json({"message": ALREADY_VALIDATED}, 409)
-    except TooManyAttempts:
-        return profile.json({"message": TOO_MANY_GUESSES}, 429)
-    except (CodeMismatch, TokenInvalid, TokenExpired):
+    except (CodeMismatch, TooManyAttempts, TokenInvalid, TokenExpired):
+        # A used-up code answers exactly like a wrong code for an unknown address,
+        # so it never tells that the address is registered (the link still works).
         return profile.json({"message": TOKEN_INCORRECT}, 401)
     return profile.json({"message": "Validated"}, 201)
 
