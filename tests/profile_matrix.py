@@ -175,6 +175,7 @@ class Case:
     extra: dict = field(default_factory=dict)  # other fields of a valid body
     repeat_password: str | None = None  # wire name of the password, typed again
     user_of: Callable[[dict], dict] = lambda body: body  # a 201 body -> the user part
+    numbers_are_strings: bool = False  # DRF's CharField: a JSON number is read as its str()
 
     def payload(self, email: str, *, password: str = PASSWORD, username: str | None = None,
                 **fields) -> dict:
@@ -201,7 +202,7 @@ CASES = {
         duplicate_email={"email": ["user with this email already exists."]},
         duplicate_username={"username": ["user with this login already exists."]},
         invalid_email="Enter a valid email address.", account_type="customer",
-        confirm=("drf",), format=DRF,
+        confirm=("drf",), format=DRF, numbers_are_strings=True,
     ),
     "envelope": Case(
         name="envelope", register="/api/v1/user/register", prefix="/api/v1/",
@@ -264,7 +265,7 @@ CASES = {
         duplicate_email={"email": ["user with this email already exists."]},
         duplicate_username={"username": ["A user with that username already exists."]},
         invalid_email="Enter a valid email address.", account_type="customer", confirm=(),
-        format=DRF, user_of=lambda body: body["user"],
+        format=DRF, user_of=lambda body: body["user"], numbers_are_strings=True,
         extra={"first_name": "John", "last_name": "Doe", "number_phone": "5551234567"},
     ),
 }

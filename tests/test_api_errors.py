@@ -140,11 +140,16 @@ def test_malformed_json_is_a_drf_parse_error(app, client, data):
 
 @pytest.mark.parametrize(("data", "name"), [(b"[]", "list"), (b'[{"email": "a@x.io"}]', "list"),
                                             (b'"x"', "str"), (b"123", "int"), (b"1.5", "float"),
-                                            (b"true", "bool"), (b"null", "NoneType")])
+                                            (b"true", "bool")])
 def test_json_that_is_not_an_object(client, data, name):
     r = raw(client, data)
     assert_json(r, 400, {"non_field_errors": [
         f"Invalid data. Expected a dictionary, but got {name}."]})
+
+
+def test_json_null_is_no_data(client):
+    # DRF's answer to a null body (issue 11); tests/test_django_parity.py covers the routes.
+    assert_json(raw(client, b"null"), 400, {"non_field_errors": ["No data provided"]})
 
 
 @pytest.mark.parametrize("data", [b"\xff\xfe{}", b'{"username": "\xff"}', b"\x80",

@@ -112,6 +112,8 @@ def test_a4_wrong_type_is_a_validation_error(app, client, subtests, case):
     """SECURITY A4: every string field, every wrong JSON type."""
     for name in case.fields:
         for value in WRONG_TYPES:
+            if case.numbers_are_strings and type(value) in (int, float):
+                continue  # DRF's CharField reads it as str(): tests/test_django_parity.py
             with subtests.test(field=name, value=value):
                 r = post(client, case.register, case.payload("ann@example.org") | {name: value})
                 assert_invalid(case, r, name)

@@ -154,7 +154,8 @@ def test_unknown_and_privileged_fields_are_ignored(app, client):
 
 @pytest.mark.parametrize("field", ["username", "email", "password", "first_name",
                                    "last_name", "number_phone"])
-@pytest.mark.parametrize("value", [12345678, 1.5, True, ["a@example.com"], {"$ne": None}])
+# JSON numbers are not wrong: DRF's CharField reads them as str() (test_django_parity.py).
+@pytest.mark.parametrize("value", [True, False, ["a@example.com"], {"$ne": None}])
 def test_wrong_types_are_400(client, field, value):
     r = client.post(SIGN_UP, json={**JOHN, field: value})
     assert r.status_code == 400
@@ -209,7 +210,7 @@ def test_duplicate_username_and_email(client):
     ("12345678", {}, ["This password is too common.", "This password is entirely numeric."]),
     ("password", {}, ["This password is too common."]),
     ("janedoe1", {"username": "janedoe"}, ["The password is too similar to the username."]),
-    ("jane@example", {"username": "zed"}, ["The password is too similar to the email address."]),
+    ("jane@example", {"username": "zed"}, ["The password is too similar to the email."]),
 ])
 def test_django_password_messages(client, password, attrs, messages):
     r = client.post(SIGN_UP, json={**MINIMAL, **attrs, "password": password})
@@ -344,7 +345,7 @@ def test_refresh_field_errors(client):
     assert r.status_code == 400 and r.get_json() == {"refresh": ["This field is required."]}
     r = client.post(REFRESH, json={"refresh": ""})
     assert r.get_json() == {"refresh": ["This field may not be blank."]}
-    r = client.post(REFRESH, json={"refresh": 5})
+    r = client.post(REFRESH, json={"refresh": True})
     assert r.get_json() == {"refresh": ["Not a valid string."]}
     r = client.post(REFRESH, json={"refresh": None})
     assert r.get_json() == {"refresh": ["This field may not be null."]}
@@ -408,7 +409,7 @@ def test_obtain_pair_field_errors(client):
     assert r.status_code == 400
     assert r.get_json() == {"username": ["This field is required."],
                             "password": ["This field is required."]}
-    r = client.post(OBTAIN, json={"username": ["johndoe"], "password": 123})
+    r = client.post(OBTAIN, json={"username": ["johndoe"], "password": True})
     assert r.get_json() == {"username": ["Not a valid string."],
                             "password": ["Not a valid string."]}
 

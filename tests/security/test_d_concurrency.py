@@ -293,11 +293,11 @@ def test_d4_a_hundred_wrong_codes_at_once(served):
         "/api/users/validation", {"email": email, "token": wrong[i]}))
 
     by_status = Counter(a.status for a in answers)
-    # Exactly MAX_ATTEMPTS guesses were compared; every other one was refused unseen.
-    assert by_status == {401: MAX_ATTEMPTS, 429: 100 - MAX_ATTEMPTS}, by_status
-    bodies = {a.status: a.json() for a in answers}
-    assert bodies == {401: {"message": "Token is incorrect"},
-                      429: {"message": "Too many incorrect attempts. Request a new code."}}
+    # Every guess gets the wrong-code answer, also once the code is used up (issue 11:
+    # a pending address answers like an unknown one); the rows show how many counted.
+    assert by_status == {401: 100}, by_status
+    assert {a.text for a in answers} == {answers[0].text}
+    assert answers[0].json() == {"message": "Token is incorrect"}
     [(attempts, used_at)] = rows(
         served.url, "SELECT c.attempts, c.used_at FROM email_confirmations c "
         "JOIN users u ON u.id = c.user_id WHERE u.email_key = :k", k=email)
@@ -309,6 +309,6 @@ def test_d4_a_hundred_wrong_codes_at_once(served):
 
     # The right code is dead now; the emailed link still works.
     late = served.post("/api/users/validation", {"email": email, "token": code})
-    assert late.status == 429, late.text
+    assert (late.status, late.json()) == (401, {"message": "Token is incorrect"}), late.text
     link = served.get(f"/api/confirm-email/?token_id={token}")
     assert link.status == 200 and json.loads(link.text)["is_email_confirmed"] is True
