@@ -68,7 +68,7 @@ def confirm_submit():
 @limits.declare(limits.RESEND)
 def resend():
     """The resend form shown beside a bad or expired link."""
-    email = single(request.form, "email") or ""
+    email = (single(request.form, "email") or "").strip()  # trimmed, as the API's field
     try:
         email = normalize_email(email)
     except FieldErrors:
