@@ -39,6 +39,7 @@ def create_app(config=None) -> Flask:
 def load_config(app: Flask, config) -> None:
     """Config class from REGAPP_CONFIG (or ``config``), then instance defaults."""
     from config import config as configs  # noqa: PLC0415 - config.py sits beside the package
+    from config import is_base_url  # noqa: PLC0415
 
     overrides = {}
     if isinstance(config, dict):
@@ -56,6 +57,10 @@ def load_config(app: Flask, config) -> None:
         os.makedirs(app.instance_path, exist_ok=True)
         app.config["SQLALCHEMY_DATABASE_URI"] = (
             "sqlite:///" + os.path.join(app.instance_path, "regapp.sqlite"))
+    breach_url = app.config.get("PASSWORD_BREACH_CHECK_URL") or ""
+    if breach_url and not is_base_url(breach_url):
+        raise RuntimeError("PASSWORD_BREACH_CHECK_URL must be empty or an http(s) URL with "
+                           "a host, no user info and no query")
     config.init_app(app)
 
 

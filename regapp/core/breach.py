@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import urllib.error
 import urllib.request
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 2
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+LINE_RE = re.compile(r"([0-9A-Fa-f]{35}):([0-9]+)")
 
 
 def is_breached(password: str) -> bool:
@@ -40,8 +42,11 @@ def is_breached(password: str) -> bool:
     except (OSError, ValueError, urllib.error.URLError) as exc:
         log.warning("breached-password check skipped: %s", type(exc).__name__)
         return False
-    for line in body.splitlines():
-        found, _, count = line.strip().partition(":")
-        if found.upper() == suffix:
-            return count.strip().isdigit() and int(count) > 0
-    return False
+    counts = {}
+    for line in filter(None, (line.strip() for line in body.splitlines())):
+        match = LINE_RE.fullmatch(line)
+        if match is None:  # not a range answer at all: nothing was checked
+            log.warning("breached-password check skipped: malformed answer")
+            return False
+        counts[match.group(1).upper()] = int(match.group(2))
+    return counts.get(suffix, 0) > 0  # padding lines have a count of 0
