@@ -10,6 +10,7 @@ from . import auth
 from . import cli
 from . import http
 from . import models  # noqa: F401 - models must be imported for migrations
+from . import openapi
 from . import pages
 from .auth import limits
 from .auth import register_routing_errors
@@ -72,8 +73,9 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    """The API (`auth`, with the enabled profiles) and the HTML page."""
+    """The API (`auth`, with the enabled profiles), its OpenAPI document and the HTML page."""
     auth.init_app(app)
+    openapi.init_app(app)
     app.register_blueprint(pages.bp)
 
 
