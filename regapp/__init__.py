@@ -8,6 +8,7 @@ from flask import Flask
 
 from . import auth
 from . import cli
+from . import cors
 from . import http
 from . import models  # noqa: F401 - models must be imported for migrations
 from . import openapi
@@ -61,8 +62,9 @@ def load_config(app: Flask, config) -> None:
 
 
 def register_hardening(app: Flask) -> None:
-    """Security headers, request ids and request logging on every response."""
+    """Security headers, request ids and request logging on every response; CORS."""
     http.init_app(app)
+    cors.init_app(app)
 
 
 def register_extensions(app: Flask) -> None:
