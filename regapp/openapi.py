@@ -122,15 +122,15 @@ class _Builder:
     def response(self, doc: RouteDoc, replies: list[Reply]) -> dict:
         out: dict = {"description": "; ".join(dict.fromkeys(r.description for r in replies))}
         content: dict[str, list] = {}
-        headers: dict[str, dict] = {}
+        # A header is documented when every answer with this status carries it.
+        common = set.intersection(*(set(r.headers) for r in replies))
+        headers = {name: {**HEADER_DOCS[name], "required": True} for name in sorted(common)}
         for reply in replies:
             schema = self.json_schema(reply.schema)
             if schema is not None:
                 media = reply.media_type or doc.profile.media_type
                 if schema not in content.setdefault(media, []):
                     content[media].append(schema)
-            for name in reply.headers:
-                headers[name] = {**HEADER_DOCS[name], "required": True}
         if content:
             out["content"] = {media: {"schema": schemas[0] if len(schemas) == 1
                                       else {"anyOf": schemas}}
