@@ -180,3 +180,11 @@ def test_docs_page_is_swagger_ui_served_locally(client):
     bundle.close()
     assert client.get("/api/docs/..%2Fopenapi.py").status_code == 404
     assert client.get("/api/docs/LICENSE").status_code == 404
+
+
+@pytest.mark.config(REGAPP_PROFILE_MODULES=["tests.test_extra_profile"])
+def test_a_profile_added_by_module_is_described_from_its_declarations(app, client):
+    doc = client.get("/api/openapi.json").get_json()
+    assert listed_operations(doc) == served_operations(app)
+    assert operation(doc, "post", "/api/tiny/join")["tags"] == ["tiny"]
+    assert "429" in operation(doc, "post", "/api/tiny/ping")["responses"]

@@ -217,12 +217,13 @@ class Profile:
     aliases: dict[str, str] = {}
 
     def error_schema(self, status: int) -> dict:
-        """JSON Schema of this profile's body for an HTTP-level error ``status``."""
-        raise NotImplementedError
+        """JSON Schema of this profile's body for an HTTP-level error ``status``
+        (a profile that does not say is documented as answering some JSON object)."""
+        return {"type": "object"}
 
     def field_error_schema(self) -> dict:
         """JSON Schema of this profile's field-error body."""
-        raise NotImplementedError
+        return {"type": "object"}
 
     def malformed_schema(self) -> dict:
         """JSON Schema of this profile's answer to a body that is not a JSON object."""
@@ -337,7 +338,7 @@ def blueprint(profile: Profile, import_name: str, register: str | None = None,
             return profile.register_view()
         view.__doc__ = f"Register a user ({profile.name} profile)."
         route(bp, register, limits.REGISTRATION, endpoint=endpoint, body=profile.schema,
-              responses={201: profile.registered_reply})(view)
+              responses={201: profile.registered_reply or Reply("Registered")})(view)
     return bp
 
 
