@@ -163,6 +163,10 @@ class Config:
     # Modules (dotted names) declaring more profiles, each with a module-level PROFILE.
     REGAPP_PROFILE_MODULES = Env("REGAPP_PROFILE_MODULES", "", as_list)
 
+    # Origins (scheme://host[:port], comma-separated) allowed to call /api/ from a
+    # browser; empty: CORS off (regapp/cors.py).
+    CORS_ORIGINS = Env("CORS_ORIGINS", "", as_list)
+
     MAX_CONTENT_LENGTH = Env("MAX_CONTENT_LENGTH", 64 * 1024, as_int)
     # argon2id at the OWASP ASVS 5.0 Appendix C minimum row (t=2, m=19 MiB, p=1).
     ARGON2_TIME_COST = Env("ARGON2_TIME_COST", 2, as_int)

@@ -8,8 +8,10 @@ from flask import Flask
 
 from . import auth
 from . import cli
+from . import cors
 from . import http
 from . import models  # noqa: F401 - models must be imported for migrations
+from . import openapi
 from . import pages
 from .auth import limits
 from .auth import register_routing_errors
@@ -65,8 +67,9 @@ def load_config(app: Flask, config) -> None:
 
 
 def register_hardening(app: Flask) -> None:
-    """Security headers, request ids and request logging on every response."""
+    """Security headers, request ids and request logging on every response; CORS."""
     http.init_app(app)
+    cors.init_app(app)
 
 
 def register_extensions(app: Flask) -> None:
@@ -77,8 +80,9 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    """The API (`auth`, with the enabled profiles) and the HTML page."""
+    """The API (`auth`, with the enabled profiles), its OpenAPI document and the HTML page."""
     auth.init_app(app)
+    openapi.init_app(app)
     app.register_blueprint(pages.bp)
 
 

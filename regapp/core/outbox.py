@@ -9,9 +9,9 @@ the same Message-ID, so receivers can de-duplicate.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from datetime import timedelta
-from email.utils import make_msgid
 
 from flask import current_app
 from sqlalchemy import and_
@@ -43,7 +43,7 @@ def enqueue(*, to: str, subject: str, body_text: str, body_html: str | None,
         subject=subject,
         body_text=body_text,
         body_html=body_html,
-        message_id=make_msgid(domain=sender_domain),
+        message_id=message_id(sender_domain),
         status="pending",
         attempts=0,
         next_attempt_at=utcnow(),
@@ -51,6 +51,13 @@ def enqueue(*, to: str, subject: str, body_text: str, body_html: str | None,
     )
     db.session.add(row)
     db.session.info["outbox_dirty"] = True
+
+
+def message_id(domain: str) -> str:
+    """A unique Message-ID. Not ``email.utils.make_msgid``: its uniqueness rests on the
+    ``random`` module, whose state anything in the process may reset (a seeded
+    generator made two messages collide on the unique column: a 503, mail lost)."""
+    return f"<{secrets.token_hex(16)}@{domain}>"
 
 
 @event.listens_for(Session, "after_commit")

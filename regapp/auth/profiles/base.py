@@ -32,6 +32,12 @@ log = logging.getLogger(__name__)
 
 CODES = {"required": "required", "null": "null", "invalid": "invalid"}
 RETRY_AFTER_SECONDS = 5
+# OpenAPI patterns: some character other than whitespace (a field that is trimmed and
+# may not be blank), any character (one that is never trimmed but may not be empty).
+NOT_BLANK = r"\S"
+NOT_EMPTY = r"[\s\S]"
+# The emailed 6-digit confirmation code.
+CODE_PATTERN = r"^[0-9]{6}$"
 
 
 class Text(fields.String):
@@ -43,12 +49,28 @@ class Text(fields.String):
 
     default_error_messages = CODES
 
-    def __init__(self, *, blank=False, strip=True, max_length=None, **kwargs):
+    def __init__(self, *, blank=False, strip=True, max_length=None, pattern=None, **kwargs):
         kwargs.setdefault("error_messages", CODES)
         super().__init__(**kwargs)
         self.blank = blank
         self.strip = strip
         self.max_length = max_length
+        # The OpenAPI pattern of a value this field accepts (its validator checks it).
+        self.pattern = pattern
+
+    def openapi(self) -> dict:
+        """What the OpenAPI document says this field accepts (regapp/openapi.py)."""
+        out: dict = {}
+        if self.max_length is not None:
+            out["maxLength"] = self.max_length
+        minimum = max((getattr(v, "min_length", 0) for v in self.validators), default=0)
+        if minimum:
+            out["minLength"] = minimum
+        if self.pattern is not None:
+            out["pattern"] = self.pattern
+        elif not self.blank:
+            out["pattern"] = NOT_BLANK if self.strip else NOT_EMPTY
+        return out
 
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, str):
@@ -73,6 +95,7 @@ class Password(Text):
     was typed), in every profile."""
 
     def __init__(self, **kwargs):
+        kwargs.setdefault("pattern", NOT_BLANK)
         super().__init__(strip=False, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -99,6 +122,9 @@ class Email(Text):
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 254)
         super().__init__(**kwargs)
+
+    def openapi(self):
+        return {**super().openapi(), "format": "email"}
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
@@ -211,6 +237,60 @@ class Profile:
     def registered(self, result: registration.Registration):
         raise NotImplementedError
 
+    # -- what the OpenAPI document says (regapp/openapi.py) --------------------
+    media_type = "application/json"
+    # The status of field errors (bad shape, taken, password policy).
+    field_error_status = 400
+    # The 201 of the registration route.
+    registered_reply: Reply | None = None
+    # Request fields accepted in place of another when that one is absent
+    # (``{"email_address": "email"}``: ``email`` stands in for ``email_address``).
+    aliases: dict[str, str] = {}
+
+    def error_schema(self, status: int) -> dict:
+        """JSON Schema of this profile's body for an HTTP-level error ``status``
+        (a profile that does not say is documented as answering some JSON object)."""
+        return {"type": "object"}
+
+    def field_error_schema(self) -> dict:
+        """JSON Schema of this profile's field-error body."""
+        return {"type": "object"}
+
+    def malformed_schema(self) -> dict:
+        """JSON Schema of this profile's answer to a body that is not a JSON object."""
+        return self.error_schema(400)
+
+    def body_schema(self, schema: dict, form: bool) -> dict:
+        """The request body a route of this profile accepts, from the JSON Schema of
+        its marshmallow schema (``form``: as form fields, which cannot nest). Where
+        the profile takes JSON numbers for text fields (DRF's ``CharField``), the
+        JSON body says so: ``"type": ["string", "number"]``."""
+        if self.numbers_as_strings and not form:
+            for prop in schema.get("properties", {}).values():
+                if prop.get("type") == "string":
+                    prop["type"] = ["string", "number"]
+        return schema
+
+    def common_replies(self, doc: RouteDoc) -> list[tuple[int, Reply]]:
+        """What any route of this profile may answer besides its own ``responses``."""
+        out = []
+        if doc.body is not None:
+            out += [
+                (self.field_error_status, Reply("The input is invalid (shape, taken, "
+                                                 "password policy)", self.field_error_schema())),
+                (400, Reply("The body is not JSON, or not a JSON object",
+                            self.malformed_schema())),
+                (413, Reply("The body is too large", self.error_schema(413))),
+                (415, Reply("The body is neither JSON nor form data",
+                            self.error_schema(415))),
+            ]
+        if doc.purpose is not None:
+            out.append((429, Reply("Too many requests; retry after Retry-After seconds",
+                                   self.error_schema(429), headers=("Retry-After",))))
+        out.append((503, Reply("The database is unavailable; retry after Retry-After seconds",
+                               self.error_schema(503), headers=("Retry-After",))))
+        return out
+
     # -- the generic view ------------------------------------------------------
     def register_view(self):
         """Parse, call the one registration core, render."""
@@ -288,20 +368,72 @@ def blueprint(profile: Profile, import_name: str, register: str | None = None,
     """The profile's blueprint, named after it, every error rendered in its format;
     with ``register``, the rule of its registration route (``POST``, the generic view)."""
     bp = Blueprint(profile.name, import_name, **kwargs)
+    bp.regapp_profile = profile
     register_errors(bp, profile)
     if register is not None:
         def view():
             return profile.register_view()
         view.__doc__ = f"Register a user ({profile.name} profile)."
-        route(bp, register, limits.REGISTRATION, endpoint=endpoint)(view)
+        route(bp, register, limits.REGISTRATION, endpoint=endpoint, body=profile.schema,
+              responses={201: profile.registered_reply or Reply("Registered")})(view)
     return bp
 
 
-def route(bp: Blueprint, rule: str, purpose: str | None, methods=("POST",), **options):
-    """``bp.route`` that also declares the route's rate-limit purpose (limits.py)."""
+@dataclass(frozen=True)
+class Reply:
+    """One answer a route gives, as the OpenAPI document describes it.
+
+    ``schema``: a JSON Schema dict, a marshmallow schema, or None (no body);
+    ``media_type``: default the profile's; ``headers``: names of response headers
+    the answer always carries (see ``HEADER_DOCS`` in regapp/openapi.py).
+    """
+
+    description: str
+    schema: object = None
+    media_type: str | None = None
+    headers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RouteDoc:
+    """What ``route()`` records on a view for the OpenAPI document (regapp/openapi.py).
+
+    ``body``: the marshmallow schema of the request body (JSON and both form types);
+    ``query``: the marshmallow schema of the query parameters; ``responses``: the
+    route's own answers by status, on top of those its profile gives every route
+    (``Profile.common_replies``); ``auth``: the route reads ``Authorization``;
+    ``aliases``: fields this route accepts in place of another (``Profile.aliases``).
+    """
+
+    profile: Profile
+    purpose: str | None
+    body: Schema | None = None
+    query: Schema | None = None
+    responses: dict = None
+    auth: bool = False
+    aliases: dict = None
+
+
+OPENAPI_ATTRIBUTE = "regapp_openapi"
+
+
+def route(bp: Blueprint, rule: str, purpose: str | None, methods=("POST",), *, body=None,
+          query=None, responses=None, auth=False, aliases=None, **options):
+    """``bp.route`` that also declares the route's rate-limit purpose (limits.py) and,
+    for the OpenAPI document, its request schemas and its answers (``RouteDoc``).
+
+    ``responses`` maps each status the route itself answers to a ``Reply``; the
+    statuses every route of the profile shares (malformed body, field errors,
+    413, 415, 429, 503) come from the profile (``Profile.common_replies``).
+    """
     def add(view):
         if purpose is not None:
             limits.declare(purpose)(view)
+        profile = getattr(bp, "regapp_profile", None)  # set by blueprint()
+        if profile is not None:  # else undocumented: tests/test_openapi.py says so
+            doc = RouteDoc(profile, purpose, body, query, dict(responses or {}), auth,
+                           {**profile.aliases, **(aliases or {})})
+            setattr(view, OPENAPI_ATTRIBUTE, doc)
         return bp.route(rule, methods=list(methods), **options)(view)
     return add
 

@@ -71,10 +71,22 @@ def password_message(code: str, params: dict) -> str:
     return PASSWORD_MESSAGES[code].format(**params)
 
 
+# JSON Schemas of DRF's bodies, for the OpenAPI document.
+DETAIL = {"type": "object", "required": ["detail"],
+          "properties": {"detail": {"type": "string"}}}
+FIELD_ERRORS = {"type": "object", "minProperties": 1,
+                "description": "DRF's {field: [message]} (non_field_errors for the body)",
+                "additionalProperties": {"type": "array", "minItems": 1,
+                                         "items": {"type": "string"}}}
+# Django's UnicodeUsernameValidator (identity.USERNAME_RE), around the trimmed value.
+USERNAME_PATTERN = r"^\s*[\w.@+-]+\s*$"
+
+
 class UserSchema(ProfileSchema):
     """Django's user fields, as every Django-shaped registration reads them."""
 
-    username = Text(required=True, max_length=150, validate=username_chars)
+    username = Text(required=True, max_length=150, validate=username_chars,
+                    pattern=USERNAME_PATTERN)
     email = Email(required=True)
     password = Password(required=True, max_length=1024)
 
@@ -114,3 +126,12 @@ class DetailProfile(Profile):
 
     def message(self, err) -> str:
         return field_message(err.field, err.code, err.params, self.verbose_names)
+
+    def error_schema(self, status):
+        return DETAIL
+
+    def field_error_schema(self):
+        return FIELD_ERRORS
+
+    def malformed_schema(self):
+        return {"anyOf": [DETAIL, FIELD_ERRORS]}

@@ -13,9 +13,13 @@ from ...core.errors import TokenInvalid
 from ...core.passwords import DjangoPolicy
 from .. import limits
 from ..payload import single
+from .base import ProfileSchema
 from .base import ProfileSpec
+from .base import Reply
+from .base import Text
 from .base import blueprint
 from .base import route
+from .django_rules import FIELD_ERRORS
 from .django_rules import FIELD_MESSAGES
 from .django_rules import PASSWORD_MESSAGES
 from .django_rules import DetailProfile
@@ -29,6 +33,12 @@ TOKEN_MESSAGES = {
 }
 
 
+# The seed's user representation (user_body), for the OpenAPI document.
+USER = {"type": "object", "required": ["id", "username", "email", "is_email_confirmed"],
+        "properties": {"id": {"type": "integer"}, "username": {"type": "string"},
+                       "email": {"type": "string"}, "is_email_confirmed": {"type": "boolean"}}}
+
+
 class DrfProfile(DetailProfile):
     name = "drf"
     schema = UserSchema()
@@ -36,6 +46,7 @@ class DrfProfile(DetailProfile):
     # login already exists."); Django's similarity message uses the same names.
     verbose_names = {"username": "login", "email": "email"}
     policy = DjangoPolicy(verbose_names=verbose_names)
+    registered_reply = Reply("Registered; a confirmation email is queued", USER)
 
     def load(self, payload, schema=None):
         """DRF runs the unique validators with the field checks, so a taken
@@ -76,11 +87,19 @@ def user_body(user) -> dict:
     }
 
 
+class ConfirmQuery(ProfileSchema):
+    token_id = Text(required=True)
+
+
 profile = DrfProfile()
 bp = blueprint(profile, __name__, register="/register/")
 
 
-@route(bp, "/confirm-email/", limits.CONFIRMATION, methods=("GET",), endpoint="confirm_email")
+@route(bp, "/confirm-email/", limits.CONFIRMATION, methods=("GET",), endpoint="confirm_email",
+       query=ConfirmQuery(), responses={
+           200: Reply("Confirmed", USER),
+           400: Reply("token_id missing, repeated, invalid, expired or already used",
+                      FIELD_ERRORS)})
 def confirm_email():
     """Confirm an address with the emailed token (``token_id``)."""
     if request.method == "HEAD":  # a HEAD (link scanner) never changes state

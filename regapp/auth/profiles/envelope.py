@@ -30,6 +30,7 @@ from ...core.passwords import DjangoPolicy
 from .base import Email
 from .base import Profile
 from .base import ProfileSpec
+from .base import Reply
 from .base import blueprint
 from .base import lookup
 from .django_rules import PASSWORD_MESSAGES
@@ -55,6 +56,17 @@ INVALID_MESSAGES = {
     "invalid_chars": "The {wire} attribute may contain only letters, digits and "
                      "@ . + - _ characters.",
     "null_characters": "The {wire} attribute must not contain null characters.",
+}
+# error_code -> what it means (the table above), for the OpenAPI document.
+MEANINGS = {
+    0: "success",
+    -1: "username already exists for a different account",
+    -2: "email address already used for an account",
+    -3: "password invalid: too weak, or too long",
+    -4: "missing attributes: absent, null or blank",
+    -5: "invalid attribute: not a string, not an email address, too long, characters "
+        "a username may not contain",
+    -6: "malformed body: not JSON, or JSON that is not an object",
 }
 HTTP_MESSAGES = {
     400: "The request could not be understood.",
@@ -82,10 +94,39 @@ def aliased(payload: dict) -> dict:
     return payload
 
 
+def error_code(codes) -> dict:
+    """The ``error_code`` property: an enum of ``codes``, each with its meaning."""
+    meanings = {code: MEANINGS.get(code, f"HTTP {-code}") for code in codes}
+    return {"type": "integer", "enum": list(codes), "x-enum-descriptions": meanings,
+            "description": "; ".join(f"{code}: {text}" for code, text in meanings.items())}
+
+
+def envelope_schema(results: dict, error: dict, codes, status: int) -> dict:
+    """JSON Schema of one envelope."""
+    return {"type": "object", "required": ["results", "message", "error", "error_code",
+                                           "status"],
+            "properties": {"results": results, "message": {"type": "string"},
+                           "error": error, "error_code": error_code(codes),
+                           "status": {"const": status}}}
+
+
+RESULTS = {"type": "object",
+           "required": ["id", "username", "email", "email_address", "api_token",
+                        "account_type"],
+           "properties": {"id": {"type": "integer"}, "username": {"type": "string"},
+                          "email": {"type": "string"}, "email_address": {"type": "string"},
+                          "api_token": {"type": "string"}, "account_type": {"type": "string"}}}
+NO_RESULTS = {"type": "null"}
+
+
 class EnvelopeProfile(Profile):
     name = "envelope"
     schema = RegisterSchema()
     wire_names = {"email": "email_address"}
+    aliases = {"email_address": "email"}
+    registered_reply = Reply("Registered; the api_token is shown once, a confirmation "
+                             "email is queued",
+                             envelope_schema(RESULTS, {"type": "null"}, [0], 201))
     policy = DjangoPolicy()
     issue_api_token = True
     http_texts = HTTP_MESSAGES
@@ -127,6 +168,16 @@ class EnvelopeProfile(Profile):
         if weak:
             sentences.append("Password invalid: " + " ".join(weak))
         return " ".join(sentences)
+
+    def error_schema(self, status):
+        return envelope_schema(NO_RESULTS, {"type": "string"}, [-status], status)
+
+    def field_error_schema(self):
+        return envelope_schema(NO_RESULTS, {"enum": [ERRORS[c] for c in (-1, -2, -3, -4, -5)]},
+                               [-1, -2, -3, -4, -5], 400)
+
+    def malformed_schema(self):
+        return envelope_schema(NO_RESULTS, {"const": ERRORS[-6]}, [-6], 400)
 
     def malformed(self, exc):
         if exc.code_name == "not_an_object":

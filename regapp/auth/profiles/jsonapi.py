@@ -16,10 +16,12 @@ from ...core.passwords import MinLengthPolicy
 from .. import limits
 from ..payload import single
 from .base import CODES
+from .base import NOT_BLANK
 from .base import Email
 from .base import Profile
 from .base import ProfileSchema
 from .base import ProfileSpec
+from .base import Reply
 from .base import Text
 from .base import blueprint
 from .base import http_headers
@@ -41,6 +43,43 @@ HTTP_TITLES = {
     500: "Internal server error",
     503: "Service unavailable",
 }
+# JSON:API documents, for the OpenAPI document.
+SOURCE = {"type": "object", "description": "where the error is (JSON:API error source)",
+          "properties": {"pointer": {"type": "string"}, "parameter": {"type": "string"}}}
+HTTP_ERROR = {"type": "object", "required": ["status", "title", "detail", "source"],
+              "properties": {"status": {"type": "string"}, "title": {"type": "string"},
+                             "detail": {"type": "string"}, "source": SOURCE}}
+FIELD_ERROR = {"type": "object", "required": ["title", "detail", "source"],
+               "properties": {"title": {"type": "string"}, "detail": {"type": "string"},
+                              "source": SOURCE}}
+VERSION = {"type": "object", "required": ["version"],
+           "properties": {"version": {"const": JSONAPI["version"]}}}
+
+
+def errors_document(error: dict) -> dict:
+    return {"type": "object", "required": ["errors", "jsonapi"],
+            "properties": {"errors": {"type": "array", "minItems": 1, "items": error},
+                           "jsonapi": VERSION}}
+
+
+def keyed(name: str, text: str) -> dict:
+    """The seed's verification error: ``{name: text}``, no ``source``."""
+    return {"type": "object", "required": [name], "additionalProperties": False,
+            "properties": {name: {"const": text}}}
+
+
+USER = {"type": "object", "required": ["data", "jsonapi"], "properties": {
+    "data": {"type": "object", "required": ["id", "type", "attributes"], "properties": {
+        "id": {"type": "string"}, "type": {"const": "user"},
+        "attributes": {"type": "object", "required": ["email"],
+                       "properties": {"email": {"type": "string"}}}}},
+    "jsonapi": VERSION}}
+# A resource document: its attributes are read instead of the top level (attributes()).
+RESOURCE = {"type": "object", "required": ["data"], "properties": {
+    "data": {"type": "object", "required": ["attributes"],
+             "properties": {"attributes": {"type": "object"}}}}}
+
+
 # Rails' ActiveModel messages by code; the detail is "<Attribute> <message>".
 MESSAGES = {
     "required": "can't be blank",
@@ -83,8 +122,11 @@ class Password(Text):
     def __init__(self, min_length, **kwargs):
         empty = ["blank", f"min_length:{min_length}"]
         kwargs.setdefault("error_messages", {**CODES, "required": empty, "null": empty})
-        super().__init__(strip=False, blank=True, **kwargs)
+        super().__init__(strip=False, blank=True, pattern=NOT_BLANK, **kwargs)
         self.min_length = min_length
+
+    def openapi(self):
+        return {**super().openapi(), "minLength": self.min_length}
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
@@ -122,6 +164,24 @@ class JsonApiProfile(Profile):
     policy = POLICY
     http_texts = HTTP_TITLES
     http_default = "Error"
+    media_type = MEDIA_TYPE.split(";")[0]
+    field_error_status = 422
+    registered_reply = Reply("Registered; a confirmation email is queued", USER)
+
+    def error_schema(self, status):
+        return errors_document(HTTP_ERROR)
+
+    def field_error_schema(self):
+        return errors_document(FIELD_ERROR)
+
+    def body_schema(self, schema, form):
+        """Flat attributes, or (JSON only) a resource document carrying them."""
+        if form:
+            return schema
+        return {"anyOf": [{"allOf": [schema, {"not": RESOURCE}]},
+                          {"type": "object", "required": ["data"], "properties": {
+                              "data": {"type": "object", "required": ["attributes"],
+                                       "properties": {"attributes": schema}}}}]}
 
     def json(self, body, status, headers=None):
         response = super().json(body, status, headers)
@@ -166,8 +226,17 @@ profile = JsonApiProfile()
 bp = blueprint(profile, __name__, register="/users/registration", endpoint="registration")
 
 
+class VerificationQuery(ProfileSchema):
+    email_token = Text(required=True, strip=False)
+
+
 @route(bp, "/users/verification", limits.CONFIRMATION, methods=("GET",),
-       endpoint="verification")
+       endpoint="verification", query=VerificationQuery(), responses={
+           200: Reply("Confirmed (an empty body)", {"type": "string", "maxLength": 0},
+                      media_type="text/plain"),
+           422: Reply("Invalid, expired or used token; or the account is already verified",
+                      errors_document({"anyOf": [keyed("email_token", INVALID_TOKEN),
+                                                 keyed("user_account", ALREADY_VERIFIED)]}))})
 def verification():
     """Confirm an address with ``email_token`` (seed 003)."""
     if request.method == "HEAD":  # a HEAD (link scanner) never changes state

@@ -26,11 +26,14 @@ from ..payload import read_payload
 from .base import Password
 from .base import ProfileSchema
 from .base import ProfileSpec
+from .base import Reply
 from .base import Text
 from .base import _field_errors
 from .base import account
 from .base import blueprint
 from .base import route
+from .django_rules import DETAIL
+from .django_rules import FIELD_ERRORS
 from .django_rules import PASSWORD_MESSAGES
 from .django_rules import DetailProfile
 from .django_rules import UserSchema
@@ -45,6 +48,23 @@ NO_ACCOUNT = {"detail": "No active account found with the given credentials"}
 TOKEN_NOT_VALID = {"detail": "Token is invalid or expired", "code": "token_not_valid"}
 # simplejwt's token views send this with their 401s.
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="api"'}
+
+
+# simplejwt's bodies, for the OpenAPI document.
+PAIR = {"type": "object", "required": ["refresh", "access"],
+        "properties": {"refresh": {"type": "string"}, "access": {"type": "string"}}}
+SIGNED_UP = {"type": "object", "required": ["refresh", "access", "user"], "properties": {
+    **PAIR["properties"],
+    "user": {"type": "object",
+             "required": ["id", "username", "email", "first_name", "last_name",
+                          "number_phone", "avatar"],
+             "properties": {"id": {"type": "integer"}, "username": {"type": "string"},
+                            "email": {"type": "string"}, "first_name": {"type": "string"},
+                            "last_name": {"type": "string"},
+                            "number_phone": {"type": ["string", "null"]},
+                            "avatar": {"type": "null"}}}}}
+TOKEN_REFUSED = {"type": "object", "required": ["detail", "code"],
+                 "properties": {"detail": {"type": "string"}, "code": {"const": "token_not_valid"}}}
 
 
 class SignUpSchema(UserSchema):
@@ -74,7 +94,13 @@ class JwtProfile(DetailProfile):
     # Seed 004's model: "user with this email already exists.", and the
     # similarity message names the field the same way.
     verbose_names = {"username": "username", "email": "email"}
-    policy = DjangoPolicy(verbose_names=verbose_names)
+    registered_reply = Reply("Registered, with a token pair; a confirmation email is queued",
+                             SIGNED_UP)
+
+    def field_error_schema(self):
+        return {"anyOf": [FIELD_ERRORS, {
+            "type": "object", "required": ["error"], "additionalProperties": False,
+            "properties": {"error": {"const": MISSING_FIELDS["error"]}}}]}
 
     def load(self, payload, schema=None):
         """Shape-check; for sign-up also report duplicates with shape errors, as DRF does."""
@@ -131,7 +157,11 @@ obtain_schema = ObtainSchema()
 refresh_schema = RefreshSchema()
 
 
-@route(bp, "/token/", limits.TOKEN, endpoint="token_obtain_pair")
+@route(bp, "/token/", limits.TOKEN, endpoint="token_obtain_pair", body=obtain_schema,
+       aliases={"username": "email"}, responses={
+           200: Reply("A new token pair", PAIR),
+           401: Reply("No active account with these credentials", DETAIL,
+                      headers=("WWW-Authenticate",))})
 def token_obtain_pair():
     """simplejwt's TokenObtainPairView: username (or email) and password."""
     data = profile.load(identifier_aliased(read_payload()), obtain_schema)
@@ -143,7 +173,11 @@ def token_obtain_pair():
     return profile.json({"refresh": refresh, "access": access}, 200)
 
 
-@route(bp, "/token/refresh/", limits.TOKEN, endpoint="token_refresh")
+@route(bp, "/token/refresh/", limits.TOKEN, endpoint="token_refresh", body=refresh_schema,
+       responses={
+           200: Reply("A new pair; the presented refresh token is spent", PAIR),
+           401: Reply("Invalid, expired, spent or revoked refresh token", TOKEN_REFUSED,
+                      headers=("WWW-Authenticate",))})
 def token_refresh():
     """simplejwt's TokenRefreshView with ROTATE_REFRESH_TOKENS: a new pair; the
     presented refresh token is refused from then on (reuse revokes its family)."""

@@ -15,11 +15,14 @@ from ...core.errors import TokenInvalid
 from ...core.errors import TooManyAttempts
 from ...core.passwords import MinLengthPolicy
 from .. import limits
+from .base import CODE_PATTERN
+from .base import NOT_BLANK
 from .base import Email
 from .base import Password
 from .base import Profile
 from .base import ProfileSchema
 from .base import ProfileSpec
+from .base import Reply
 from .base import Text
 from .base import blueprint
 from .base import lookup
@@ -64,6 +67,31 @@ ALREADY_VALIDATED = "The email is already validated"
 MAX = 191  # the document's max:191 (Laravel's default string column length)
 # NL "1234 AB"/"1234AB" (no leading zero), BE "1000", DE "10115"; ASCII digits only.
 POSTAL_CODE_RE = re.compile(r"[1-9][0-9]{3} ?[A-Za-z]{2}|[1-9][0-9]{3}|[0-9]{5}", re.ASCII)
+POSTAL_CODE_PATTERN = r"^\s*([1-9][0-9]{3} ?[A-Za-z]{2}|[1-9][0-9]{3}|[0-9]{5})\s*$"
+# Laravel's bodies, for the OpenAPI document.
+MESSAGE = {"type": "object", "required": ["message"],
+           "properties": {"message": {"type": "string"}}}
+INVALID = {"type": "object", "required": ["message", "errors"],
+           "properties": {"message": {"const": INVALID_DATA},
+                          "errors": {"type": "object", "minProperties": 1,
+                                     "additionalProperties": {
+                                         "type": "array", "minItems": 1,
+                                         "items": {"type": "string"}}}}}
+NULLABLE_STRING = {"type": ["string", "null"]}
+REGISTERED = {"type": "object",
+              "required": ["first_name", "insertion", "last_name", "email", "postal_code",
+                           "role"],
+              "properties": {"first_name": {"type": "string"}, "insertion": NULLABLE_STRING,
+                             "last_name": {"type": "string"}, "email": {"type": "string"},
+                             "postal_code": {"type": "string"}, "role": {"type": "string"}}}
+
+
+def said(text: str) -> dict:
+    """A ``{"message": text}`` body."""
+    return {"type": "object", "required": ["message"], "properties": {"message": {
+        "const": text}}}
+
+
 # The document sets no minimum; 8 is the floor of NIST SP 800-63B and
 # OWASP ASVS 5.0 6.2.1, so the laravel profile enforces it.
 POLICY = MinLengthPolicy(8)
@@ -89,6 +117,7 @@ def min_length(length):
     def check(value):
         if len(value) < length:
             raise ValidationError(f"min_length:{length}")
+    check.min_length = length  # for the OpenAPI document (Text.openapi)
     return check
 
 
@@ -104,7 +133,8 @@ class RegisterSchema(ProfileSchema):
     insertion = Nullable(max_length=MAX)
     last_name = Text(required=True, max_length=MAX)
     email = Email(required=True, max_length=MAX)
-    postal_code = Text(required=True, max_length=MAX, validate=postal_code)
+    postal_code = Text(required=True, max_length=MAX, validate=postal_code,
+                       pattern=POSTAL_CODE_PATTERN)
     # The policy's minimum is checked here too, so it is reported with the other fields.
     password = Password(required=True, max_length=MAX,
                         validate=min_length(POLICY.min_length))
@@ -117,6 +147,15 @@ class LaravelProfile(Profile):
     policy = POLICY
     http_texts = HTTP_MESSAGES
     http_default = "Error"
+    field_error_status = 422
+    registered_reply = Reply("Registered as a guest; a confirmation email is queued",
+                             REGISTERED)
+
+    def error_schema(self, status):
+        return MESSAGE
+
+    def field_error_schema(self):
+        return INVALID
 
     def field_errors(self, exc: FieldErrors):
         errors: dict[str, list[str]] = {}
@@ -165,6 +204,15 @@ class Token(Text):
             raise ValidationError("blank")
         return value
 
+    def openapi(self):
+        return {"type": None, "anyOf": [
+            {"type": "string", "pattern": CODE_PATTERN,
+             "description": "the 6-digit code from the email"},
+            {"type": "integer", "minimum": 0, "maximum": 999_999,
+             "description": "the code as a number (leading zeros dropped)"},
+            {"type": "string", "pattern": NOT_BLANK, "maxLength": self.max_length,
+             "description": "the signed token from the emailed link"}]}
+
 
 class ValidationSchema(ProfileSchema):
     email = Email(required=True, max_length=MAX)
@@ -177,7 +225,13 @@ bp = blueprint(profile, __name__, register="/users/register")
 validation_schema = ValidationSchema()
 
 
-@route(bp, "/users/validation", limits.CONFIRMATION, endpoint="validation")
+@route(bp, "/users/validation", limits.CONFIRMATION, endpoint="validation",
+       body=validation_schema, responses={
+           201: Reply("Confirmed", said("Validated")),
+           401: Reply("Wrong code, or an invalid or expired token", said(TOKEN_INCORRECT)),
+           409: Reply("The address is already confirmed", said(ALREADY_VALIDATED)),
+           429: Reply("Too many wrong codes for this address; request a new one",
+                      said(TOO_MANY_GUESSES))})
 def validation():
     """Confirm an address with ``{email, token}``; token = emailed code or link token."""
     data = profile.read(validation_schema)
