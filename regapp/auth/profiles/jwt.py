@@ -94,6 +94,7 @@ class JwtProfile(DetailProfile):
     # Seed 004's model: "user with this email already exists.", and the
     # similarity message names the field the same way.
     verbose_names = {"username": "username", "email": "email"}
+    policy = DjangoPolicy(verbose_names=verbose_names)
     registered_reply = Reply("Registered, with a token pair; a confirmation email is queued",
                              SIGNED_UP)
 

@@ -229,9 +229,7 @@ validation_schema = ValidationSchema()
        body=validation_schema, responses={
            201: Reply("Confirmed", said("Validated")),
            401: Reply("Wrong code, or an invalid or expired token", said(TOKEN_INCORRECT)),
-           409: Reply("The address is already confirmed", said(ALREADY_VALIDATED)),
-           429: Reply("Too many wrong codes for this address; request a new one",
-                      said(TOO_MANY_GUESSES))})
+           409: Reply("The address is already confirmed", said(ALREADY_VALIDATED))})
 def validation():
     """Confirm an address with ``{email, token}``; token = emailed code or link token."""
     data = profile.read(validation_schema)
