@@ -25,6 +25,7 @@ import json
 import time
 from datetime import timedelta
 
+import jwt
 import pytest
 from sqlalchemy import update
 
@@ -57,11 +58,15 @@ def craft(key: bytes, header: dict, claims: dict, mac: str = "HS256") -> str:
     return f"{signing_input}.{b64(signature)}"
 
 
+LIVE: dict = {}  # claims copied from a genuine token of the test (credential version, family)
+
+
 def claims(uid, token_type, changes=None) -> dict:
     """Good claims for ``uid``; a change to ``...`` drops that claim."""
     now = int(time.time())
     out = {"token_type": token_type, "exp": now + 300, "iat": now, "jti": "a" * 32,
-           "user_id": uid}
+           "user_id": uid, "ver": 0}
+    out.update(LIVE.get(token_type, {}))
     out.update(changes or {})
     return {k: v for k, v in out.items() if v is not ...}
 
@@ -111,9 +116,12 @@ def forgeries(key: bytes, user_id: int, token_type: str) -> dict:
 
 
 @pytest.mark.parametrize("endpoint", ["me", "refresh"])
-def test_b10_only_hs256_with_this_services_key(app, client, endpoint):
+def test_b10_only_hs256_with_this_services_key(app, client, endpoint, monkeypatch):
     _, body = register_via(client, "jwt", "alice")
     uid = body["user"]["id"]
+    genuine = jwt.decode(body["refresh"], options={"verify_signature": False})
+    # A forged refresh token names the live rotation family of the genuine one.
+    monkeypatch.setitem(LIVE, "refresh", {k: genuine[k] for k in ("ver", "jti", "fam")})
     register_via(client, "jwt", "bob")  # uid + 1 exists: an edited id must not reach it
     key = signing_key(app.config["SECRET_KEY"])
     if endpoint == "me":
