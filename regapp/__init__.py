@@ -38,7 +38,8 @@ def create_app(config=None) -> Flask:
 
 def load_config(app: Flask, config) -> None:
     """Config class from REGAPP_CONFIG (or ``config``), then instance defaults."""
-    from config import config as configs  # noqa: PLC0415 - config.py sits beside the package
+    from config import check_numbers  # noqa: PLC0415 - config.py sits beside the package
+    from config import config as configs  # noqa: PLC0415
 
     overrides = {}
     if isinstance(config, dict):
@@ -57,6 +58,7 @@ def load_config(app: Flask, config) -> None:
         app.config["SQLALCHEMY_DATABASE_URI"] = (
             "sqlite:///" + os.path.join(app.instance_path, "regapp.sqlite"))
     config.init_app(app)
+    check_numbers(app.config)
 
 
 def register_hardening(app: Flask) -> None:

@@ -393,7 +393,8 @@ def test_obtain_pair_with_username_or_email(app, client):
     for identifier in ("johndoe", "JohnDoe", "john@example.com", "JOHN@Example.com"):
         r = client.post(OBTAIN, json={"username": identifier, "password": JOHN["password"]})
         assert r.status_code == 200, identifier
-        assert list(r.get_json()) == ["refresh", "access"]
+        # The pair, then the device token every login answers (issue 10).
+        assert list(r.get_json()) == ["refresh", "access", "device_token"]
         assert claims_of(app, r.get_json()["access"])["user_id"] == user_id
     r = client.post(OBTAIN, json={"email": "john@example.com", "password": JOHN["password"]})
     assert r.status_code == 200

@@ -1,7 +1,9 @@
 """The `jwt` profile (seed 004): simplejwt's token pair and DRF's error bodies.
 
 Routes: ``POST /api/sign-up/`` (the document), and simplejwt's
-``POST /api/token/`` (obtain a pair) and ``POST /api/token/refresh/``.
+``POST /api/token/`` (obtain a pair, plus a ``device_token``). ``POST
+/api/token/refresh/`` is a shared route (common.py): it exists whatever
+``REGAPP_PROFILES`` says.
 
 "Missing required fields." answers a body that has none of ``username``,
 ``email`` and ``password``; a body with some of them gets DRF's per-field
@@ -18,8 +20,6 @@ from ...core import login
 from ...core import registration
 from ...core.errors import FieldErrors
 from ...core.errors import InvalidCredentials
-from ...core.errors import TokenExpired
-from ...core.errors import TokenInvalid
 from ...core.passwords import DjangoPolicy
 from .. import limits
 from ..payload import read_payload
@@ -56,10 +56,7 @@ class SignUpSchema(UserSchema):
 class ObtainSchema(ProfileSchema):
     username = Text(required=True)
     password = Text(required=True, strip=False)
-
-
-class RefreshSchema(ProfileSchema):
-    refresh = Text(required=True)
+    device_token = Text(blank=True, load_default=None)
 
 
 class MissingFields(FieldErrors):
@@ -125,31 +122,20 @@ profile = JwtProfile()
 # Sign-up returns a refresh/access pair with the user (seed 004).
 bp = blueprint(profile, __name__, register="/sign-up/", endpoint="sign_up")
 obtain_schema = ObtainSchema()
-refresh_schema = RefreshSchema()
 
 
 @route(bp, "/token/", limits.TOKEN, endpoint="token_obtain_pair")
 def token_obtain_pair():
-    """simplejwt's TokenObtainPairView: username (or email) and password."""
+    """simplejwt's TokenObtainPairView: username (or email) and password; the answer
+    adds a ``device_token`` (send it back on later logins, see core/throttle.py)."""
     data = profile.load(identifier_aliased(read_payload()), obtain_schema)
     try:
-        user = login.authenticate(data["username"], data["password"])
+        user = login.authenticate(data["username"], data["password"], data["device_token"])
     except InvalidCredentials:
         return profile.json(NO_ACCOUNT, 401, CHALLENGE)
     refresh, access = jwt_tokens.issue_pair(user)
-    return profile.json({"refresh": refresh, "access": access}, 200)
-
-
-@route(bp, "/token/refresh/", limits.TOKEN, endpoint="token_refresh")
-def token_refresh():
-    """simplejwt's TokenRefreshView with ROTATE_REFRESH_TOKENS: a new pair; the
-    presented refresh token is refused from then on (reuse revokes its family)."""
-    data = profile.read(refresh_schema)
-    try:
-        access, refresh = jwt_tokens.rotate(data["refresh"])
-    except (TokenInvalid, TokenExpired):
-        return profile.json(TOKEN_NOT_VALID, 401, CHALLENGE)
-    return profile.json({"access": access, "refresh": refresh}, 200)
+    return profile.json({"refresh": refresh, "access": access,
+                         "device_token": login.device_token(user)}, 200)
 
 
 PROFILE = ProfileSpec(profile, bp, prefixes=("/api/sign-up", "/api/token"))
