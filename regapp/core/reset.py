@@ -149,7 +149,8 @@ def reset_with_code(email, code, new_password, policy_for) -> User:
                PasswordResetCode.counter == user.reset_counter,
                PasswordResetCode.used_at.is_(None))
         .order_by(PasswordResetCode.id.desc()).limit(1))
-    if row is None:
+    if row is None:  # no live code (used, or never sent): a wrong guess all the same
+        throttle.record(throttle.RESET_CODE, GLOBAL_KEY)
         raise CodeMismatch()
     if (row.attempts >= cfg["RESET_CODE_MAX_ATTEMPTS"]
             or user.reset_code_failures >= cfg["RESET_CODE_LIFETIME_CAP"]):
