@@ -127,6 +127,13 @@ def test_envelope_login(client):
     assert (env["results"], env["error_code"], env["status"]) == (None, -401, 401)
     r = client.post("/api/v1/user/login", json={"password": PASSWORD})
     assert (r.status_code, r.get_json()["error_code"]) == (400, -4)
+    r = client.post("/api/v1/user/login", json={"username": "ann"})
+    assert (r.status_code, r.get_json()["error_code"], r.get_json()["message"]) == (
+        400, -4, "Missing attributes needed for logging in: password.")
+    r = client.post("/api/v1/user/login", json={"email_address": "ann@x.io"})
+    assert r.get_json()["message"] == "Missing attributes needed for logging in: password."
+    r = client.post("/api/v1/user/login", json={"username": ["ann"], "password": PASSWORD})
+    assert (r.status_code, r.get_json()["error_code"]) == (400, -5)
 
 
 def test_envelope_api_token_from_before_confirmation_dies_and_login_gives_a_new_one(

@@ -204,12 +204,24 @@ def login():
     """Log in with ``username`` (or ``email_address``/``email``) and ``password``: the
     registration's envelope with a fresh ``api_token`` (the previous one stops
     working) and a ``device_token`` to send back on later logins."""
-    data = profile.load(read_payload(), login_schema)
-    identifier = data.get("username") or data.get("email")
-    if not identifier:
+    payload = read_payload()
+    try:
+        data = profile.load(payload, login_schema)
+    except FieldErrors as exc:
+        missing = [profile.wire(e.field) for e in exc.errors if e.code in MISSING_CODES]
+        if len(missing) < len(exc.errors):
+            raise  # an invalid attribute: -5, worded as for registration
+        data = {"username": payload.get("username"),
+                "email": payload.get("email_address") or payload.get("email")}
+    else:
+        missing = []
+    if not (data.get("username") or data.get("email")):
+        missing.insert(0, "username or email_address")
+    if missing:
         return profile.envelope(
-            None, "Missing attributes needed for logging in: username or email_address.",
+            None, "Missing attributes needed for logging in: " + ", ".join(missing) + ".",
             ERRORS[-4], -4, 400)
+    identifier = data.get("username") or data.get("email")
     try:
         user = core_login.authenticate(identifier, data["password"], data["device_token"])
         api_token = core_login.issue_api_token(user)
