@@ -150,7 +150,7 @@ class Config:
     RATELIMIT_CONFIRMATION_PER_EMAIL = Env("RATELIMIT_CONFIRMATION_PER_EMAIL", "10/minute")
     RATELIMIT_RESEND = Env("RATELIMIT_RESEND", "5/minute;50/day")
     RATELIMIT_TOKEN = Env("RATELIMIT_TOKEN", "10/minute")
-    RATELIMIT_TOKEN_PER_IDENTIFIER = Env("RATELIMIT_TOKEN_PER_IDENTIFIER", "10/minute")
+    RATELIMIT_RESET = Env("RATELIMIT_RESET", "10/minute;100/day")
     # Reverse proxies in front of the app whose X-Forwarded-For is trusted; 0 = none.
     TRUSTED_PROXY_COUNT = Env("TRUSTED_PROXY_COUNT", 0, as_int)
 
@@ -176,6 +176,24 @@ class Config:
     @classmethod
     def init_app(cls, app):
         """Hook for environment-specific checks once the app is configured."""
+
+
+# Settings that must be whole numbers of at least the given value (checked by
+# every configuration at start-up, see ``check_numbers``).
+MINIMUMS = {
+    "LOGIN_LOCK_THRESHOLD": 1, "PASSWORD_RESET_MAX_AGE": 60, "RESET_CODE_MAX_ATTEMPTS": 1,
+    "RESET_CODE_LIFETIME_CAP": 1, "RESET_CODE_GLOBAL_CEILING": 1, "RESET_MAIL_COOLDOWN": 0,
+    "DUPLICATE_MAIL_COOLDOWN": 0, "SECURITY_MAIL_DAILY_CAP": 1,
+}
+
+
+def check_numbers(values) -> None:
+    """Refuse to start on a security setting that is not a whole number, or too small."""
+    problems = [f"{name} must be a whole number of at least {low}"
+                for name, low in MINIMUMS.items()
+                if type(values.get(name)) is not int or values[name] < low]
+    if problems:
+        raise RuntimeError("refusing to start: " + "; ".join(problems))
 
 
 class DevelopmentConfig(Config):

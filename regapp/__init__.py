@@ -40,7 +40,8 @@ def create_app(config=None) -> Flask:
 
 def load_config(app: Flask, config) -> None:
     """Config class from REGAPP_CONFIG (or ``config``), then instance defaults."""
-    from config import config as configs  # noqa: PLC0415 - config.py sits beside the package
+    from config import check_numbers  # noqa: PLC0415 - config.py sits beside the package
+    from config import config as configs  # noqa: PLC0415
     from config import is_base_url  # noqa: PLC0415
 
     overrides = {}
@@ -64,6 +65,7 @@ def load_config(app: Flask, config) -> None:
         raise RuntimeError("PASSWORD_BREACH_CHECK_URL must be empty or an http(s) URL with "
                            "a host, no user info and no query")
     config.init_app(app)
+    check_numbers(app.config)
 
 
 def register_hardening(app: Flask) -> None:

@@ -93,3 +93,44 @@ def confirmation(msg) -> tuple[str, str, str]:
     code = CODE_RE.search(text)
     assert link and code, text
     return link.group(1), link.group(2), code.group(1)
+
+
+def is_confirmation(msg) -> bool:
+    """A confirmation email (it carries a confirm-email link)."""
+    return LINK_RE.search(text_part(msg)) is not None
+
+
+# Subjects of the reset-family messages (regapp/templates/email/*/subject.txt).
+SUBJECTS = {
+    "Confirm your email address": "confirm",
+    "Reset your password": "reset",
+    "Someone tried to sign up with your address": "duplicate_pending",
+    "You already have an account": "duplicate_confirmed",
+    "Set your password": "set_password",
+    "Your password was changed": "password_changed",
+}
+
+
+def kind(msg) -> str:
+    """Which message this is, by its subject."""
+    return SUBJECTS.get(str(msg["Subject"]), "other")
+
+
+RESET_LINK_RE = re.compile(r"(https?://\S+/reset-password/\?token=([A-Za-z0-9_.\-]+))")
+CANCEL_LINK_RE = re.compile(r"(https?://\S+/cancel-registration/\?token=([A-Za-z0-9_.\-]+))")
+
+
+def reset(msg) -> tuple[str, str, str | None]:
+    """``(link, token, code)`` from a reset-family email (``code`` None when it has none)."""
+    text = text_part(msg)
+    link = RESET_LINK_RE.search(text)
+    code = CODE_RE.search(text)
+    assert link, text
+    return link.group(1), link.group(2), code.group(1) if code else None
+
+
+def cancel_link(msg) -> tuple[str, str]:
+    """``(link, token)`` of a confirmation email's "this wasn't me" link."""
+    found = CANCEL_LINK_RE.search(text_part(msg))
+    assert found, text_part(msg)
+    return found.group(1), found.group(2)

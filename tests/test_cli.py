@@ -88,7 +88,10 @@ def test_create_duplicate_email_and_username(app, runner, client):
     assert r.exit_code == 1
     assert "an account with this username already exists" in r.output
     assert "an account with this email already exists" in r.output
-    assert len(users(app)) == 1 and len(mail_rows(app)) == 1
+    # The taken address's owner gets the duplicate-sign-up mail (issue 10), nothing else.
+    assert len(users(app)) == 1
+    assert [(m.to_addr, m.kind) for m in mail_rows(app)] == [
+        ("taken@example.com", "confirm"), ("taken@example.com", "duplicate")]
 
 
 def test_create_unknown_account_type_is_a_usage_error(app, runner):

@@ -42,7 +42,7 @@ def sign_up(client) -> dict:
 def claims(user_id, token_type="access") -> dict:
     now = int(time.time())
     return {"token_type": token_type, "exp": now + 300, "iat": now, "jti": "f" * 32,
-            "user_id": user_id}
+            "user_id": user_id, "ver": 0}
 
 
 def test_bearer_access_token(app, client):

@@ -6,15 +6,19 @@ Every route that changes state declares what it is for, next to its route::
     @limits.declare(limits.REGISTRATION)
     def register(): ...
 
-The purposes are ``registration``, ``confirmation``, ``resend`` and ``token``;
-a route that declares none is not throttled (tests/test_route_purposes.py
-fails for any state-changing route without one).
+The purposes are ``registration``, ``confirmation``, ``resend``, ``token``
+(logging in, refreshing, logging out) and ``reset`` (password reset); a route
+that declares none is not throttled (tests/test_route_purposes.py fails for any
+state-changing route without one).
 
 Each purpose has one bucket per client IP shared by all its endpoints, so
 switching profiles buys nothing. Confirmation adds a bucket per normalised
-email (code guessing), and token endpoints one per identifier; those apply only
-when the request names an email or identifier, which the emailed link never
-does, so nobody can lock an owner out of the link (SECURITY.md C7).
+email (code guessing); it applies only when the request names an email, which
+the emailed link never does, so nobody can lock an owner out of the link
+(SECURITY.md C7). Logins have no per-account bucket here on purpose: anyone
+could fill it and lock the owner out. Wrong passwords are counted per resolved
+account in the core instead (core/login.py, core/throttle.py), where a login
+from a known device still works past the limit.
 HEAD and OPTIONS are never counted.
 
 The limit is checked in ``before_request``, after routing, so its 429 is an
@@ -49,7 +53,8 @@ REGISTRATION = "registration"
 CONFIRMATION = "confirmation"
 RESEND = "resend"
 TOKEN = "token"
-PURPOSES = (REGISTRATION, CONFIRMATION, RESEND, TOKEN)
+RESET = "reset"
+PURPOSES = (REGISTRATION, CONFIRMATION, RESEND, TOKEN, RESET)
 PURPOSE_ATTRIBUTE = "regapp_limit_purpose"
 # (purpose, config key, what the bucket is keyed on)
 LIMITS = (
@@ -58,13 +63,10 @@ LIMITS = (
     (CONFIRMATION, "RATELIMIT_CONFIRMATION_PER_EMAIL", "email"),
     (RESEND, "RATELIMIT_RESEND", "ip"),
     (TOKEN, "RATELIMIT_TOKEN", "ip"),
-    (TOKEN, "RATELIMIT_TOKEN_PER_IDENTIFIER", "identifier"),
+    (RESET, "RATELIMIT_RESET", "ip"),
 )
 # Request fields that name the account a request is about, body first, then query.
 EMAIL_FIELDS = ("email",)
-# The jwt obtain view reads ``username`` first, then ``email``: key on the same one,
-# or rotating the other field would buy a fresh bucket per request.
-IDENTIFIER_FIELDS = ("username", "email")
 COUNTED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
 MAX_KEY_INPUT = 320
@@ -134,7 +136,6 @@ def _named(fields) -> str:
 KEYS = {
     "ip": client_ip,
     "email": partial(_named, EMAIL_FIELDS),
-    "identifier": partial(_named, IDENTIFIER_FIELDS),
 }
 
 

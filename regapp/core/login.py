@@ -8,6 +8,7 @@ import secrets
 
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy import update
 
 from ..extensions import db
 from ..models import User
@@ -41,6 +42,32 @@ def user_for_api_token(token) -> User:
     if user is None:
         raise TokenInvalid()
     return user
+
+
+def issue_api_token(user: User) -> str:
+    """A fresh envelope api_token for ``user`` (the previous one stops working).
+
+    Stored only if the account's credential version is still the one the caller
+    authenticated against: a confirmation or reset committed meanwhile wins.
+
+    :raises InvalidCredentials: the credentials changed under the login.
+    """
+    token = secrets.token_hex(16)
+    done = db.session.execute(
+        update(User).where(User.id == user.id,
+                           User.credential_version == (user.credential_version or 0))
+        .values(api_token_hash=api_token_hash(token))
+        .execution_options(synchronize_session=False))
+    if done.rowcount != 1:
+        db.session.rollback()
+        raise InvalidCredentials()
+    db.session.commit()
+    return token
+
+
+def device_token(user: User) -> str:
+    """The ``device_token`` every successful login answers (see throttle.py)."""
+    return throttle.device_token(user)
 
 
 def find_account(identifier) -> User | None:
@@ -79,8 +106,8 @@ def authenticate(identifier, password, device_token=None) -> User:
     locked = (throttle.count(throttle.LOGIN, key)
               >= current_app.config["LOGIN_LOCK_THRESHOLD"])
     if user is None or not user.password_hash or (
-            locked and not throttle.is_device_of(device_token, user.id)):
-        verify_password(_dummy_hash(), password)
+            locked and not throttle.is_device_of(device_token, user)):
+        verify_password(dummy_hash(), password)
         ok, new_hash = False, None
     else:
         ok, new_hash = verify_password(user.password_hash, password)
@@ -93,7 +120,7 @@ def authenticate(identifier, password, device_token=None) -> User:
     return user
 
 
-def _dummy_hash() -> str:
+def dummy_hash() -> str:
     """A hash with the configured parameters, to verify against for unknown accounts."""
     cfg = current_app.config
     params = (cfg["ARGON2_TIME_COST"], cfg["ARGON2_MEMORY_COST"], cfg["ARGON2_PARALLELISM"])

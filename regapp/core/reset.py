@@ -28,6 +28,7 @@ from ..models import OutboxMessage
 from ..models import PasswordResetCode
 from ..models import User
 from ..models import utcnow
+from . import login
 from . import mail
 from . import passwords
 from . import throttle
@@ -38,6 +39,7 @@ from .errors import FieldErrors
 from .errors import TokenExpired
 from .errors import TokenInvalid
 from .errors import TooManyAttempts
+from .identity import lookup_key
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +70,17 @@ def on_duplicate_signup(email_key: str, password) -> None:
     user = db.session.scalar(select(User).where(User.email_key == email_key))
     if user is None:
         return
-    if (not user.is_email_confirmed and not user.contested and isinstance(password, str)
-            and not passwords.verify_password(user.password_hash, password)[0]):
-        db.session.execute(update(User).where(User.id == user.id).values(contested=True)
+    contestable = (not user.is_email_confirmed and not user.contested
+                   and isinstance(password, str) and bool(user.password_hash))
+    # The same hash work whatever the account's state, so the refusal's latency
+    # does not tell a pending account from a confirmed one.
+    same = passwords.verify_password(
+        user.password_hash if contestable else login.dummy_hash(),
+        password if isinstance(password, str) else "")[0]
+    if contestable and not same:
+        db.session.execute(update(User).where(User.id == user.id,
+                                              User.is_email_confirmed.is_(False))
+                           .values(contested=True)
                            .execution_options(synchronize_session=False))
     if _claim_mail(user, DUPLICATE):
         db.session.refresh(user)
@@ -122,13 +132,16 @@ def reset_with_code(email, code, new_password, policy_for) -> User:
     :raises FieldErrors: the account's policy refuses ``new_password``.
     """
     cfg = current_app.config
-    user = _by_email(email) if isinstance(email, str) else None
-    if user is None or not tokens.is_code(code):
-        tokens.hash_code(0, "000000", purpose=tokens.RESET_CODE_PURPOSE)
+    if not tokens.is_code(code):
         raise CodeMismatch()
     if throttle.count(throttle.RESET_CODE, GLOBAL_KEY) >= cfg["RESET_CODE_GLOBAL_CEILING"]:
         log.error("password reset codes refused: more than %s wrong reset codes in an "
                   "hour service-wide (links keep working)", cfg["RESET_CODE_GLOBAL_CEILING"])
+        raise CodeMismatch()
+    user = _by_email(email) if isinstance(email, str) and 0 < len(email) <= 320 else None
+    if user is None:
+        tokens.hash_code(0, "000000", purpose=tokens.RESET_CODE_PURPOSE)
+        throttle.record(throttle.RESET_CODE, GLOBAL_KEY)  # a wrong code all the same
         raise CodeMismatch()
     row = db.session.scalar(
         select(PasswordResetCode)
@@ -136,7 +149,8 @@ def reset_with_code(email, code, new_password, policy_for) -> User:
                PasswordResetCode.counter == user.reset_counter,
                PasswordResetCode.used_at.is_(None))
         .order_by(PasswordResetCode.id.desc()).limit(1))
-    if row is None:
+    if row is None:  # no live code (used, or never sent): a wrong guess all the same
+        throttle.record(throttle.RESET_CODE, GLOBAL_KEY)
         raise CodeMismatch()
     if (row.attempts >= cfg["RESET_CODE_MAX_ATTEMPTS"]
             or user.reset_code_failures >= cfg["RESET_CODE_LIFETIME_CAP"]):
@@ -146,10 +160,11 @@ def reset_with_code(email, code, new_password, policy_for) -> User:
         raise CodeMismatch()
     if row.expires_at <= utcnow():
         raise TokenExpired()
-    return _reset(user, row.counter, new_password, policy_for)
+    return _reset(user, row.counter, new_password, policy_for, code_id=row.id)
 
 
-def _reset(user: User, counter: int, new_password, policy_for) -> User:
+def _reset(user: User, counter: int, new_password, policy_for, code_id: int | None = None
+           ) -> User:
     attrs = {"username": user.username, "email": user.email,
              "first_name": user.first_name, "last_name": user.last_name}
     errors = passwords.check(policy_for(user), new_password, attrs)
@@ -159,9 +174,13 @@ def _reset(user: User, counter: int, new_password, policy_for) -> User:
     db.session.rollback()  # no transaction open across the slow hash
     password_hash = passwords.hash_password(new_password)
     now = utcnow()
+    cfg = current_app.config
+    claim = [User.id == user_id, User.reset_counter == counter]
+    if code_id is not None:  # wrong guesses counted meanwhile may have used the account up
+        claim.append(User.reset_code_failures < cfg["RESET_CODE_LIFETIME_CAP"])
     done = db.session.execute(
         update(User)
-        .where(User.id == user_id, User.reset_counter == counter)
+        .where(*claim)
         .values(password_hash=password_hash, reset_counter=User.reset_counter + 1,
                 credential_version=User.credential_version + 1, api_token_hash=None,
                 is_email_confirmed=True, confirmed_at=func.coalesce(User.confirmed_at, now),
@@ -169,7 +188,19 @@ def _reset(user: User, counter: int, new_password, policy_for) -> User:
         .execution_options(synchronize_session=False))
     if done.rowcount != 1:  # a concurrent reset, or a newer one, won
         db.session.rollback()
+        if code_id is not None:
+            raise CodeMismatch()
         raise TokenInvalid()
+    if code_id is not None:
+        # The code is used once, and only if concurrent wrong guesses left it alive.
+        used = db.session.execute(
+            update(PasswordResetCode)
+            .where(PasswordResetCode.id == code_id, PasswordResetCode.used_at.is_(None),
+                   PasswordResetCode.attempts < cfg["RESET_CODE_MAX_ATTEMPTS"])
+            .values(used_at=now).execution_options(synchronize_session=False))
+        if used.rowcount != 1:
+            db.session.rollback()
+            raise TooManyAttempts()
     db.session.execute(update(PasswordResetCode)
                        .where(PasswordResetCode.user_id == user_id,
                               PasswordResetCode.used_at.is_(None))
@@ -182,10 +213,10 @@ def _reset(user: User, counter: int, new_password, policy_for) -> User:
     return user
 
 
-def _by_email(email: str) -> User | None:
-    from .identity import email_key  # noqa: PLC0415 - identity imports nothing of ours
-
-    return db.session.scalar(select(User).where(User.email_key == email_key(email)))
+def _by_email(email) -> User | None:
+    """The account of an address as a person types it (normalised as registration does)."""
+    key = lookup_key(email)
+    return key and db.session.scalar(select(User).where(User.email_key == key))
 
 
 def _subject(user: User) -> str:
@@ -230,10 +261,25 @@ def _queue_reset(user: User, template: str, with_code: bool = True) -> None:
 
 
 def _count_wrong_code(row_id: int, user_id: int) -> None:
-    db.session.execute(update(PasswordResetCode).where(PasswordResetCode.id == row_id)
-                       .values(attempts=PasswordResetCode.attempts + 1)
-                       .execution_options(synchronize_session=False))
-    db.session.execute(update(User).where(User.id == user_id)
-                       .values(reset_code_failures=User.reset_code_failures + 1)
-                       .execution_options(synchronize_session=False))
+    """Count a wrong guess with conditional UPDATEs (never read-modify-write): of many
+    concurrent guesses only those under the caps count, the rest are refused as used up.
+
+    :raises TooManyAttempts: the code or the account was used up meanwhile.
+    """
+    cfg = current_app.config
+    counted = db.session.execute(
+        update(PasswordResetCode)
+        .where(PasswordResetCode.id == row_id,
+               PasswordResetCode.attempts < cfg["RESET_CODE_MAX_ATTEMPTS"])
+        .values(attempts=PasswordResetCode.attempts + 1)
+        .execution_options(synchronize_session=False))
+    account = db.session.execute(
+        update(User)
+        .where(User.id == user_id, User.reset_code_failures < cfg["RESET_CODE_LIFETIME_CAP"])
+        .values(reset_code_failures=User.reset_code_failures + 1)
+        .execution_options(synchronize_session=False))
+    if counted.rowcount != 1 or account.rowcount != 1:
+        db.session.rollback()
+        throttle.record(throttle.RESET_CODE, GLOBAL_KEY)  # commits
+        raise TooManyAttempts()
     throttle.record(throttle.RESET_CODE, GLOBAL_KEY)  # commits

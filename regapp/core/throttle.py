@@ -69,16 +69,22 @@ def _devices() -> URLSafeSerializer:
                              salt=DEVICE_SALT)
 
 
-def device_token(user_id: int) -> str:
-    """An opaque value that marks later logins of ``user_id`` as from a known device."""
-    return _devices().dumps({"u": user_id})
+def device_token(user) -> str:
+    """An opaque value that marks later logins of ``user`` as from a known device.
+
+    It carries the credential version: a password reset (or confirmation) retires
+    every device token handed out before, so whoever knew an earlier password
+    (a pre-hijacker) keeps no way around the lock.
+    """
+    return _devices().dumps({"u": user.id, "v": user.credential_version or 0})
 
 
-def is_device_of(token, user_id: int) -> bool:
+def is_device_of(token, user) -> bool:
     if not isinstance(token, str) or not token or len(token) > 256:
         return False
     try:
         data = _devices().loads(token)
     except (BadSignature, UnicodeError, ValueError):
         return False
-    return isinstance(data, dict) and data.get("u") == user_id
+    return (isinstance(data, dict) and data.get("u") == user.id
+            and data.get("v") == (user.credential_version or 0))

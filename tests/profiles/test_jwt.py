@@ -44,10 +44,18 @@ def forge(app, **claims) -> str:
     return pyjwt.encode(claims, signing_key(app.config["SECRET_KEY"]), algorithm="HS256")
 
 
-def base_claims(user_id, token_type="refresh", lifetime=300) -> dict:
+def base_claims(user_id, token_type="refresh", lifetime=300, like=None) -> dict:
+    """Good claims; a refresh token's ``fam``/``jti`` (and every ``ver``) are copied from
+    the genuine token ``like``, whose family row is live."""
     now = int(time.time())
-    return {"token_type": token_type, "exp": now + lifetime, "iat": now,
-            "jti": "0" * 32, "user_id": user_id}
+    out = {"token_type": token_type, "exp": now + lifetime, "iat": now,
+           "jti": "0" * 32, "user_id": user_id, "ver": 0}
+    if like is not None:
+        genuine = pyjwt.decode(like, options={"verify_signature": False})
+        out["ver"] = genuine["ver"]
+        if token_type == "refresh":
+            out.update(jti=genuine["jti"], fam=genuine["fam"])
+    return out
 
 
 def me(client, access):
@@ -277,14 +285,17 @@ def test_refresh_returns_a_new_access_token(app, client):
     body = client.post(SIGN_UP, json=JOHN).get_json()
     r = client.post(REFRESH, json={"refresh": body["refresh"]})
     assert r.status_code == 200 and r.mimetype == "application/json"
-    assert list(r.get_json()) == ["access"]
+    # Rotation (issue 10): a new pair, like simplejwt with ROTATE_REFRESH_TOKENS.
+    assert list(r.get_json()) == ["access", "refresh"]
     access = r.get_json()["access"]
     claims = claims_of(app, access)
     assert claims["token_type"] == "access"
     assert claims["jti"] != claims_of(app, body["access"])["jti"]
     assert me(client, access).get_json()["username"] == "johndoe"
-    # Form bodies work too, and the refresh token is not rotated (still usable).
-    assert client.post(REFRESH, data={"refresh": body["refresh"]}).status_code == 200
+    # Form bodies work too; the presented refresh token was rotated, so the new one is
+    # the one that works (issue 10: refresh rotates).
+    rotated = r.get_json()["refresh"]
+    assert client.post(REFRESH, data={"refresh": rotated}).status_code == 200
 
 
 def _none_alg(claims) -> str:
@@ -330,7 +341,8 @@ def test_refresh_rejects_everything_but_a_good_refresh_token(app, client, last_c
     body = client.post(SIGN_UP, json=JOHN).get_json()
     user_id = body["user"]["id"]
     _, confirmation_token, _ = last_confirmation()
-    assert client.post(REFRESH, json={"refresh": forge(app, **base_claims(user_id))}
+    assert client.post(REFRESH, json={"refresh": forge(
+        app, **base_claims(user_id, like=body["refresh"]))}
                        ).status_code == 200  # the forging helper itself is right
     for name, token in _other_purpose_tokens(app, client, body, user_id,
                                              confirmation_token).items():
@@ -382,7 +394,8 @@ def test_obtain_pair_with_username_or_email(app, client):
     for identifier in ("johndoe", "JohnDoe", "john@example.com", "JOHN@Example.com"):
         r = client.post(OBTAIN, json={"username": identifier, "password": JOHN["password"]})
         assert r.status_code == 200, identifier
-        assert list(r.get_json()) == ["refresh", "access"]
+        # The pair, then the device token every login answers (issue 10).
+        assert list(r.get_json()) == ["refresh", "access", "device_token"]
         assert claims_of(app, r.get_json()["access"])["user_id"] == user_id
     r = client.post(OBTAIN, json={"email": "john@example.com", "password": JOHN["password"]})
     assert r.status_code == 200

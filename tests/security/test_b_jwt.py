@@ -11,6 +11,7 @@ Already proven elsewhere (item -> test), not repeated here. J = tests/profiles/t
   tests/test_me.py::test_refresh_token_is_not_an_access_token
 - B10 blank refresh -> 400: J::test_refresh_field_errors; deleted user, address registered
   again: J::test_tokens_of_deleted_accounts_are_dead
+- B13 the takeover scenario in both endings: tests/security/test_takeover.py
 - B13 JWTs die at link confirmation, login works after:
   J::test_tokens_issued_before_confirmation_die_with_it; api_token dies at confirmation:
   tests/profiles/test_envelope.py::test_api_token_works_until_confirmation
@@ -25,6 +26,7 @@ import json
 import time
 from datetime import timedelta
 
+import jwt
 import pytest
 from sqlalchemy import update
 
@@ -36,6 +38,7 @@ from tests.security.test_b_tokens import PASSWORD
 from tests.security.test_b_tokens import confirm_at
 from tests.security.test_b_tokens import outcome
 from tests.security.test_b_tokens import register_via
+from tests.smtp import text_part
 
 ME = "/api/users/me"
 REFRESH = "/api/token/refresh/"
@@ -57,11 +60,15 @@ def craft(key: bytes, header: dict, claims: dict, mac: str = "HS256") -> str:
     return f"{signing_input}.{b64(signature)}"
 
 
+LIVE: dict = {}  # claims copied from a genuine token of the test (credential version, family)
+
+
 def claims(uid, token_type, changes=None) -> dict:
     """Good claims for ``uid``; a change to ``...`` drops that claim."""
     now = int(time.time())
     out = {"token_type": token_type, "exp": now + 300, "iat": now, "jti": "a" * 32,
-           "user_id": uid}
+           "user_id": uid, "ver": 0}
+    out.update(LIVE.get(token_type, {}))
     out.update(changes or {})
     return {k: v for k, v in out.items() if v is not ...}
 
@@ -111,9 +118,12 @@ def forgeries(key: bytes, user_id: int, token_type: str) -> dict:
 
 
 @pytest.mark.parametrize("endpoint", ["me", "refresh"])
-def test_b10_only_hs256_with_this_services_key(app, client, endpoint):
+def test_b10_only_hs256_with_this_services_key(app, client, endpoint, monkeypatch):
     _, body = register_via(client, "jwt", "alice")
     uid = body["user"]["id"]
+    genuine = jwt.decode(body["refresh"], options={"verify_signature": False})
+    # A forged refresh token names the live rotation family of the genuine one.
+    monkeypatch.setitem(LIVE, "refresh", {k: genuine[k] for k in ("ver", "jti", "fam")})
     register_via(client, "jwt", "bob")  # uid + 1 exists: an edited id must not reach it
     key = signing_key(app.config["SECRET_KEY"])
     if endpoint == "me":
@@ -215,14 +225,26 @@ def test_b13_purge_frees_the_address_and_kills_every_credential(app, client, run
     assert me(client, again_jwt["access"]).status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="B13 residual: a pre-registering attacker keeps the "
-                   "password after the owner confirms (needs a set-password step at "
-                   "confirmation or a reset flow; reported, not built)")
-def test_b13_residual_attackers_password_dies_with_the_confirmation(app, client,
-                                                                    last_confirmation):
+def test_b13_the_owners_attempt_makes_the_attackers_password_die_at_confirmation(
+        app, client, deliver, last_confirmation):
+    """Issue 10 closed the B13 residual: once the owner has tried to sign up (the address
+    is then contested), confirming clears the first password. The full scenario, in both
+    endings, is tests/security/test_takeover.py."""
     email, _ = register_via(client, "jwt", "victim")  # the attacker's password
+    r = client.post("/api/register/", json={"username": "owner", "email": email,
+                                            "password": "Owners-own-secret-7"})
+    assert r.status_code == 400  # the owner is told the address is taken...
     _, token, _ = last_confirmation()
-    wait_for_next_second()
     assert outcome("page", confirm_at(client, "page", token, email)) == "ok"  # the owner
     r = client.post(OBTAIN, json={"email": email, "password": PASSWORD})
-    assert r.status_code == 401
+    assert r.status_code == 401  # ... and the attacker's password is gone
+
+
+def test_b13_remaining_case_is_limited_by_the_mail(app, client, deliver):
+    """SECURITY.md B13, what remains: an owner who never tries to sign up and confirms a
+    link they did not ask for confirms the first password. The confirmation mail says
+    so and carries the "this wasn't me" link, which frees the address instead."""
+    email, _ = register_via(client, "jwt", "victim")
+    [msg] = [m for m in deliver() if m["To"].lower() == email.lower()]
+    text = text_part(msg)
+    assert "Did not sign up?" in text and "/cancel-registration/?token=" in text

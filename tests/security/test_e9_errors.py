@@ -109,7 +109,7 @@ def test_forced_error_in_other_api_views(client, logs, monkeypatch, method, path
                                          profile):
     for name in ("confirm", "confirm_code", "user_for_token", "resend_confirmation"):
         monkeypatch.setattr(confirmation, name, boom)
-    monkeypatch.setattr(jwt_tokens, "refresh_access", boom)
+    monkeypatch.setattr(jwt_tokens, "rotate", boom)
     monkeypatch.setattr(common, "current_user", boom)
     r = client.open(path, method=method, **kwargs)
     assert_generic_json_500(r, logs)

@@ -1,8 +1,24 @@
-"""Routes shared by every profile, in DRF's ``{"detail"}`` format."""
+"""Routes shared by every profile, in DRF's ``{"detail"}`` format: resend, login,
+refresh, logout, password reset, and the caller's account."""
 
 from __future__ import annotations
 
+from flask import current_app
+
 from ...core import confirmation
+from ...core import jwt_tokens
+from ...core import login as core_login
+from ...core import reset
+from ...core import timing
+from ...core.errors import CodeMismatch
+from ...core.errors import FieldError
+from ...core.errors import FieldErrors
+from ...core.errors import InvalidCredentials
+from ...core.errors import TokenExpired
+from ...core.errors import TokenInvalid
+from ...core.errors import TooManyAttempts
+from ...core.passwords import DjangoPolicy
+from ...extensions import db
 from .. import limits
 from ..credentials import CHALLENGE
 from ..credentials import Unauthenticated
@@ -11,14 +27,28 @@ from .base import Email
 from .base import ProfileSchema
 from .base import ProfileSpec
 from .base import Reply
+from .base import Text
 from .base import account
 from .base import blueprint
 from .base import route
 from .django_rules import DETAIL
+from .django_rules import PASSWORD_MESSAGES
 from .django_rules import DetailProfile
+from .django_rules import password_message
 
 RESEND_ACCEPTED = ("If this address is registered and not yet confirmed, "
                    "a new confirmation email is on its way.")
+RESET_ACCEPTED = "If this address has an account, a password reset email is on its way."
+RESET_DONE = {"detail": "Password has been reset with the new password."}
+# simplejwt's answers: obtain views, and refresh/blacklist views.
+NO_ACCOUNT = {"detail": "No active account found with the given credentials"}
+TOKEN_NOT_VALID = {"detail": "Token is invalid or expired", "code": "token_not_valid"}
+JWT_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="api"'}
+# djoser's reset-confirm wording for a bad link token; codes get the same for all failures.
+INVALID_TOKEN = "Invalid token for given user."
+INVALID_CODE = "Invalid or expired code."
+NEED_IDENTIFIER = 'Must include "email" or "username".'
+NEED_SECRET = 'Must include "token", or "email" and "code".'
 
 
 # The account as /api/users/me shows it (me_body), and its 401 (credentials.py).
@@ -36,14 +66,53 @@ UNAUTHENTICATED = {"type": "object", "required": ["detail"],
 class CommonProfile(DetailProfile):
     name = "common"
 
+    def message(self, err) -> str:
+        if err.code in PASSWORD_MESSAGES:
+            return password_message(err.code, err.params)
+        if err.code == "token_invalid":
+            return INVALID_TOKEN
+        if err.code == "code_invalid":
+            return INVALID_CODE
+        if err.code == "need_identifier":
+            return NEED_IDENTIFIER
+        if err.code == "need_secret":
+            return NEED_SECRET
+        return super().message(err)
+
 
 class ResendSchema(ProfileSchema):
     email = Email(required=True)
 
 
+class LoginSchema(ProfileSchema):
+    username = Text()
+    email = Text(max_length=320)
+    password = Text(required=True, strip=False, max_length=4096)
+    device_token = Text(blank=True, load_default=None)
+
+
+class RefreshSchema(ProfileSchema):
+    refresh = Text(required=True)
+
+
+class ResetSchema(ProfileSchema):
+    email = Email(required=True)
+
+
+class ResetConfirmSchema(ProfileSchema):
+    token = Text()
+    email = Text(max_length=320)
+    code = Text()
+    new_password = Text(required=True, strip=False, max_length=4096)
+
+
 profile = CommonProfile()
 bp = blueprint(profile, __name__)
 resend_schema = ResendSchema()
+login_schema = LoginSchema()
+refresh_schema = RefreshSchema()
+reset_schema = ResetSchema()
+reset_confirm_schema = ResetConfirmSchema()
 
 
 @route(bp, "/resend-confirmation/", limits.RESEND, endpoint="resend_confirmation",
@@ -54,6 +123,104 @@ def resend_confirmation():
     data = profile.read(resend_schema)
     confirmation.resend_confirmation(data["email"])
     return profile.json({"detail": RESEND_ACCEPTED}, 202)
+
+
+def identifier_of(data: dict) -> str:
+    """``username`` if sent, else ``email`` (its value decides how it is looked up:
+    with ``@`` an email only, otherwise a username only)."""
+    value = data.get("username") or data.get("email")
+    if not value:
+        raise FieldErrors([FieldError("non_field_errors", "need_identifier")])
+    return value
+
+
+@route(bp, "/login/", limits.TOKEN, endpoint="login")
+def login():
+    """Log in with an email or username and the password: the jwt profile's pair and
+    a device token (send it back as ``device_token`` on later logins)."""
+    data = profile.read(login_schema)
+    identifier = identifier_of(data)
+    try:
+        user = core_login.authenticate(identifier, data["password"], data["device_token"])
+    except InvalidCredentials:
+        return profile.json(NO_ACCOUNT, 401, JWT_CHALLENGE)
+    refresh, access = jwt_tokens.issue_pair(user)
+    return profile.json({"refresh": refresh, "access": access,
+                         "device_token": core_login.device_token(user)}, 200)
+
+
+@route(bp, "/token/refresh/", limits.TOKEN, endpoint="token_refresh")
+def token_refresh():
+    """simplejwt's TokenRefreshView with ROTATE_REFRESH_TOKENS: a new pair; the
+    presented refresh token is refused from then on (reuse revokes its family)."""
+    data = profile.read(refresh_schema)
+    try:
+        access, refresh = jwt_tokens.rotate(data["refresh"])
+    except (TokenInvalid, TokenExpired):
+        return profile.json(TOKEN_NOT_VALID, 401, JWT_CHALLENGE)
+    return profile.json({"access": access, "refresh": refresh}, 200)
+
+
+@route(bp, "/logout/", limits.TOKEN, endpoint="logout")
+def logout():
+    """simplejwt's TokenBlacklistView: the refresh token's family (this login) is
+    revoked; the account's other logins live on."""
+    data = profile.read(refresh_schema)
+    try:
+        jwt_tokens.revoke(data["refresh"])
+    except (TokenInvalid, TokenExpired):
+        return profile.json(TOKEN_NOT_VALID, 401, JWT_CHALLENGE)
+    return profile.json({}, 200)
+
+
+@route(bp, "/password-reset/", limits.RESET, endpoint="password_reset")
+def password_reset():
+    """Mail a reset link and code; the same answer, never sooner than the code
+    check's floor, whether or not the address has an account."""
+    data = profile.read(reset_schema)
+    with timing.floor(current_app.config["CONFIRM_CODE_MIN_SECONDS"]):
+        reset.request_reset(data["email"])
+        db.session.rollback()  # nothing open while the floor waits
+    return profile.json({"detail": RESET_ACCEPTED}, 202)
+
+
+def policy_for(user):
+    """The password policy of the profile the account signed up through (Django's
+    for accounts without one: the CLI's, or older than the column)."""
+    specs = current_app.extensions.get("regapp.profiles") or ()
+    for spec in specs:
+        if spec.name == user.profile and spec.profile.policy is not None:
+            return spec.profile.policy
+    return DjangoPolicy()
+
+
+@route(bp, "/password-reset/confirm/", limits.RESET, endpoint="password_reset_confirm")
+def password_reset_confirm():
+    """Set a new password with the emailed link's token, or the address and its code."""
+    data = profile.read(reset_confirm_schema)
+    if data.get("token"):
+        try:
+            reset.reset_with_token(data["token"], data["new_password"], policy_for)
+        except (TokenInvalid, TokenExpired):
+            raise FieldErrors([FieldError("token", "token_invalid")]) from None
+        return profile.json(RESET_DONE, 200)
+    if not data.get("code"):
+        raise FieldErrors([FieldError("non_field_errors", "need_secret")])
+    if not data.get("email"):
+        raise FieldErrors([FieldError("email", "required")])
+    with timing.floor(current_app.config["CONFIRM_CODE_MIN_SECONDS"]) as wait:
+        try:
+            reset.reset_with_code(data["email"], data["code"], data["new_password"],
+                                  policy_for)
+        except (CodeMismatch, TooManyAttempts, TokenExpired):
+            # One answer for a wrong, used-up or expired code and an unknown address.
+            db.session.rollback()
+            raise FieldErrors([FieldError("code", "code_invalid")]) from None
+        except FieldErrors:
+            db.session.rollback()
+            raise
+        wait.waive()
+    return profile.json(RESET_DONE, 200)
 
 
 @route(bp, "/users/me", None, methods=("GET",), endpoint="me", auth=True, responses={

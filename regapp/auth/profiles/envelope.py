@@ -14,7 +14,8 @@ code  meaning                                                        status
   -5  invalid attribute: not a string, not an email address, too
       long, characters a username may not contain                    400
   -6  malformed body: not JSON, or JSON that is not an object         400
--NNN  an HTTP-level failure: the negated status (-404 not found,
+-NNN  an HTTP-level failure: the negated status (-401 wrong
+      credentials at login, -404 not found,
       -405 method, -413 too large, -415 media type, -429 too many
       requests, -500 server error, -503 unavailable, ...)            NNN
 ====  =============================================================  ======
@@ -25,19 +26,29 @@ invalid, then username, email, password) and ``message`` lists them all.
 
 from __future__ import annotations
 
+from werkzeug.exceptions import Unauthorized
+
+from ...core import login as core_login
 from ...core.errors import FieldErrors
+from ...core.errors import InvalidCredentials
 from ...core.passwords import DjangoPolicy
+from .. import limits
+from ..payload import read_payload
 from .base import Email
 from .base import Profile
+from .base import ProfileSchema
 from .base import ProfileSpec
 from .base import Reply
+from .base import Text
 from .base import blueprint
 from .base import lookup
+from .base import route
 from .django_rules import PASSWORD_MESSAGES
 from .django_rules import UserSchema
 from .django_rules import password_message
 
 REGISTERED = "New user successfully registered"
+LOGGED_IN = "User successfully logged in"
 MISSING_CODES = {"required", "null", "blank"}
 # error_code -> the short "error" text
 ERRORS = {
@@ -70,6 +81,7 @@ MEANINGS = {
 }
 HTTP_MESSAGES = {
     400: "The request could not be understood.",
+    401: "The username, email address or password is not correct.",
     404: "The requested URL was not found on the server.",
     405: "The {method} method is not allowed for this URL.",
     413: "The request body is too large.",
@@ -84,6 +96,13 @@ JSON_TYPES = {"list": "an array", "str": "a string", "bool": "a boolean", "int":
 
 class RegisterSchema(UserSchema):
     email = Email(required=True, data_key="email_address")
+
+
+class LoginSchema(ProfileSchema):
+    username = Text()
+    email = Text(data_key="email_address", max_length=320)
+    password = Text(required=True, strip=False, max_length=4096)
+    device_token = Text(blank=True, load_default=None)
 
 
 def aliased(payload: dict) -> dict:
@@ -191,16 +210,20 @@ class EnvelopeProfile(Profile):
         return self.envelope(None, text, exc.name, -status, status, headers)
 
     def registered(self, result):
-        user = result.user
-        results = {
-            "id": user.id,
-            "username": user.username,
-            "email": user.email,
-            "email_address": user.email,
-            "api_token": result.api_token,
-            "account_type": user.account_type,
-        }
-        return self.envelope(results, REGISTERED, None, 0, 201)
+        return self.envelope(user_results(result.user, result.api_token), REGISTERED,
+                             None, 0, 201)
+
+
+def user_results(user, api_token) -> dict:
+    """``results`` of the registration and login answers."""
+    return {
+        "id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "email_address": user.email,
+        "api_token": api_token,
+        "account_type": user.account_type,
+    }
 
 
 _RANK = {-4: 0, -5: 1, -1: 2, -2: 3, -3: 4}
@@ -224,6 +247,39 @@ def _password_message(err) -> str:
 profile = EnvelopeProfile()
 # Registers a customer account and hands out its api_token once (seed 001).
 bp = blueprint(profile, __name__, register="/user/register", url_prefix="/v1")
+login_schema = LoginSchema()
+
+
+@route(bp, "/user/login", limits.TOKEN, endpoint="login")
+def login():
+    """Log in with ``username`` (or ``email_address``/``email``) and ``password``: the
+    registration's envelope with a fresh ``api_token`` (the previous one stops
+    working) and a ``device_token`` to send back on later logins."""
+    payload = read_payload()
+    try:
+        data = profile.load(payload, login_schema)
+    except FieldErrors as exc:
+        missing = [profile.wire(e.field) for e in exc.errors if e.code in MISSING_CODES]
+        if len(missing) < len(exc.errors):
+            raise  # an invalid attribute: -5, worded as for registration
+        data = {"username": payload.get("username"),
+                "email": payload.get("email_address") or payload.get("email")}
+    else:
+        missing = []
+    if not (data.get("username") or data.get("email")):
+        missing.insert(0, "username or email_address")
+    if missing:
+        return profile.envelope(
+            None, "Missing attributes needed for logging in: " + ", ".join(missing) + ".",
+            ERRORS[-4], -4, 400)
+    identifier = data.get("username") or data.get("email")
+    try:
+        user = core_login.authenticate(identifier, data["password"], data["device_token"])
+        api_token = core_login.issue_api_token(user)
+    except InvalidCredentials:
+        return profile.http_error(Unauthorized())
+    results = {**user_results(user, api_token), "device_token": core_login.device_token(user)}
+    return profile.envelope(results, LOGGED_IN, None, 0, 200)
 
 
 PROFILE = ProfileSpec(profile, bp, prefixes=("/api/v1/",))

@@ -1,7 +1,9 @@
 """The `jwt` profile (seed 004): simplejwt's token pair and DRF's error bodies.
 
 Routes: ``POST /api/sign-up/`` (the document), and simplejwt's
-``POST /api/token/`` (obtain a pair) and ``POST /api/token/refresh/``.
+``POST /api/token/`` (obtain a pair, plus a ``device_token``). ``POST
+/api/token/refresh/`` is a shared route (common.py): it exists whatever
+``REGAPP_PROFILES`` says.
 
 "Missing required fields." answers a body that has none of ``username``,
 ``email`` and ``password``; a body with some of them gets DRF's per-field
@@ -18,8 +20,6 @@ from ...core import login
 from ...core import registration
 from ...core.errors import FieldErrors
 from ...core.errors import InvalidCredentials
-from ...core.errors import TokenExpired
-from ...core.errors import TokenInvalid
 from ...core.passwords import DjangoPolicy
 from .. import limits
 from ..payload import read_payload
@@ -77,10 +77,7 @@ class SignUpSchema(UserSchema):
 class ObtainSchema(ProfileSchema):
     username = Text(required=True)
     password = Password(required=True)
-
-
-class RefreshSchema(ProfileSchema):
-    refresh = Text(required=True)
+    device_token = Text(blank=True, load_default=None)
 
 
 class MissingFields(FieldErrors):
@@ -155,7 +152,6 @@ profile = JwtProfile()
 # Sign-up returns a refresh/access pair with the user (seed 004).
 bp = blueprint(profile, __name__, register="/sign-up/", endpoint="sign_up")
 obtain_schema = ObtainSchema()
-refresh_schema = RefreshSchema()
 
 
 @route(bp, "/token/", limits.TOKEN, endpoint="token_obtain_pair", body=obtain_schema,
@@ -164,30 +160,16 @@ refresh_schema = RefreshSchema()
            401: Reply("No active account with these credentials", DETAIL,
                       headers=("WWW-Authenticate",))})
 def token_obtain_pair():
-    """simplejwt's TokenObtainPairView: username (or email) and password."""
+    """simplejwt's TokenObtainPairView: username (or email) and password; the answer
+    adds a ``device_token`` (send it back on later logins, see core/throttle.py)."""
     data = profile.load(identifier_aliased(read_payload()), obtain_schema)
     try:
-        user = login.authenticate(data["username"], data["password"])
+        user = login.authenticate(data["username"], data["password"], data["device_token"])
     except InvalidCredentials:
         return profile.json(NO_ACCOUNT, 401, CHALLENGE)
     refresh, access = jwt_tokens.issue_pair(user)
-    return profile.json({"refresh": refresh, "access": access}, 200)
-
-
-@route(bp, "/token/refresh/", limits.TOKEN, endpoint="token_refresh", body=refresh_schema,
-       responses={
-           200: Reply("A new pair; the presented refresh token is spent", PAIR),
-           401: Reply("Invalid, expired, spent or revoked refresh token", TOKEN_REFUSED,
-                      headers=("WWW-Authenticate",))})
-def token_refresh():
-    """simplejwt's TokenRefreshView with ROTATE_REFRESH_TOKENS: a new pair; the
-    presented refresh token is refused from then on (reuse revokes its family)."""
-    data = profile.read(refresh_schema)
-    try:
-        access, refresh = jwt_tokens.rotate(data["refresh"])
-    except (TokenInvalid, TokenExpired):
-        return profile.json(TOKEN_NOT_VALID, 401, CHALLENGE)
-    return profile.json({"access": access, "refresh": refresh}, 200)
+    return profile.json({"refresh": refresh, "access": access,
+                         "device_token": login.device_token(user)}, 200)
 
 
 PROFILE = ProfileSpec(profile, bp, prefixes=("/api/sign-up", "/api/token"))
