@@ -38,25 +38,30 @@ def create_app(config=None) -> Flask:
 
 def load_config(app: Flask, config) -> None:
     """Config class from REGAPP_CONFIG (or ``config``), then instance defaults."""
-    from config import config as configs  # noqa: PLC0415 - config.py sits beside the package
+    from config import ConfigError  # noqa: PLC0415 - config.py sits beside the package
+    from config import config as configs  # noqa: PLC0415
+    from config import database_url  # noqa: PLC0415
+    from config import shown  # noqa: PLC0415
 
     overrides = {}
     if isinstance(config, dict):
         overrides, config = config, None
     if config is None or isinstance(config, str):
-        name = config or os.environ.get("REGAPP_CONFIG", "development")
+        name = config or os.environ.get("REGAPP_CONFIG", "").strip() or "development"
         if name not in configs:
-            raise RuntimeError(f"REGAPP_CONFIG must be one of {', '.join(configs)}")
+            raise ConfigError(f"REGAPP_CONFIG={shown(name)} is not accepted: expected one of "
+                              f"{', '.join(configs)}")
         config = configs[name]
     if overrides.get("TESTING") and config is configs["development"]:
         config = configs["testing"]
     app.config.from_object(config)
     app.config.update(overrides)
+    app.config["SQLALCHEMY_DATABASE_URI"] = database_url(app.config.get("SQLALCHEMY_DATABASE_URI"))
+    config.init_app(app)  # ConfigError (one line) on contradictions, production's demands
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
         os.makedirs(app.instance_path, exist_ok=True)
         app.config["SQLALCHEMY_DATABASE_URI"] = (
             "sqlite:///" + os.path.join(app.instance_path, "regapp.sqlite"))
-    config.init_app(app)
 
 
 def register_hardening(app: Flask) -> None:
