@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import timedelta
+from datetime import timezone
 from email.utils import make_msgid
 
 from flask import current_app
 from sqlalchemy import and_
 from sqlalchemy import case
 from sqlalchemy import event
+from sqlalchemy import func
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
@@ -212,3 +214,21 @@ def sender() -> str:
     """The From header: ``MAIL_DEFAULT_SENDER``, a string or a (name, address) pair."""
     value = current_app.config["MAIL_DEFAULT_SENDER"]
     return f"{value[0]} <{value[1]}>" if isinstance(value, tuple) else value
+
+
+def stats() -> dict:
+    """What an operator (``flask mail status``) and ``/readyz`` want to know:
+    ``backlog`` (pending or being sent), ``failed`` (parked for an operator) and
+    ``oldest_pending_seconds`` (age of the oldest unsent message, None when none)."""
+    counts = dict(db.session.execute(
+        select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all())
+    oldest = db.session.scalar(select(func.min(OutboxMessage.created_at)).where(
+        OutboxMessage.status.in_(("pending", "sending"))))
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=timezone.utc)
+    age = None if oldest is None else max(0, int((utcnow() - oldest).total_seconds()))
+    return {
+        "backlog": counts.get("pending", 0) + counts.get("sending", 0),
+        "failed": counts.get("failed", 0),
+        "oldest_pending_seconds": age,
+    }
