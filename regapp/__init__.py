@@ -9,7 +9,9 @@ from flask import Flask
 from . import auth
 from . import cli
 from . import http
+from . import logs
 from . import models  # noqa: F401 - models must be imported for migrations
+from . import ops
 from . import pages
 from .auth import limits
 from .auth import register_routing_errors
@@ -26,6 +28,7 @@ def create_app(config=None) -> Flask:
     # body that would also turn a POST into a second request).
     app.url_map.strict_slashes = False
     load_config(app, config)
+    logs.init_app(app)
     register_hardening(app)
     register_extensions(app)
     register_blueprints(app)
@@ -77,9 +80,10 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    """The API (`auth`, with the enabled profiles) and the HTML page."""
+    """The API (`auth`, with the enabled profiles), the HTML pages, /healthz and /readyz."""
     auth.init_app(app)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(ops.bp)
 
 
 def register_limits(app: Flask) -> None:

@@ -156,7 +156,8 @@ def _on_breach(limit) -> Response:
     g._regapp_retry_after = seconds
     current_app.logger.warning(
         "rate limit %s exceeded: %s %s from %s", limit.limit, request.method,
-        request.endpoint, client_ip())
+        request.endpoint, client_ip(),
+        extra={"event": "rate_limited", "purpose": purpose(request.endpoint)})
     response = Response(
         "<!doctype html><title>Too many requests</title>"
         f"<p>{escape(_message())}</p>", content_type="text/html; charset=utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import timedelta
 
@@ -9,7 +10,9 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy import update
 
+from .. import signals
 from ..extensions import db
+from ..logs import event
 from ..models import EmailConfirmation
 from ..models import User
 from ..models import utcnow
@@ -17,11 +20,26 @@ from . import reset
 from . import tokens
 from .errors import AlreadyConfirmed
 from .errors import CodeMismatch
+from .errors import RegappError
 from .errors import TokenExpired
 from .errors import TokenInvalid
 from .errors import TooManyAttempts
 from .identity import email_key
 from .registration import send_confirmation
+
+log = logging.getLogger(__name__)
+
+
+def confirmed(user: User, method: str) -> None:
+    """Log and signal a confirmation that was committed."""
+    event(log, "confirmed", "email confirmed", account_id=user.id, method=method)
+    signals.send(signals.email_confirmed, user=user, method=method)
+
+
+def refused(exc: RegappError, method: str) -> None:
+    """Log and signal a refused link or code (no address: the account may not exist)."""
+    event(log, "confirmation_failed", "confirmation refused", reason=exc.code, method=method)
+    signals.send(signals.confirmation_failed, reason=exc.code, method=method)
 
 
 def user_for_token(token) -> User:
@@ -51,14 +69,19 @@ def confirm(token_or_code, email=None) -> User:
     """
     if email is not None and tokens.is_code(token_or_code):
         return confirm_code(email, token_or_code)
-    user = user_for_token(token_or_code)
-    if email is not None and user.email_key != email_key(email):
-        raise TokenInvalid()
-    if user.is_email_confirmed:
-        raise AlreadyConfirmed()
-    set_confirmed(user.id)
+    try:
+        user = user_for_token(token_or_code)
+        if email is not None and user.email_key != email_key(email):
+            raise TokenInvalid()
+        if user.is_email_confirmed:
+            raise AlreadyConfirmed()
+        set_confirmed(user.id)
+    except RegappError as exc:
+        refused(exc, "link")
+        raise
     db.session.commit()
     db.session.refresh(user)
+    confirmed(user, "link")
     return user
 
 
@@ -75,8 +98,11 @@ def confirm_code(email, code) -> User:
     """
     started = time.monotonic()
     try:
-        return _confirm_code(email, code)
-    except (CodeMismatch, TooManyAttempts, TokenExpired, AlreadyConfirmed):
+        user = _confirm_code(email, code)
+        confirmed(user, "code")
+        return user
+    except (CodeMismatch, TooManyAttempts, TokenExpired, AlreadyConfirmed) as exc:
+        refused(exc, "code")
         # A wrong guess at a pending account commits a counter; without a floor that
         # write's latency would tell pending addresses from unknown ones (SECURITY B9).
         db.session.rollback()  # wait with no transaction (nor SQLite's write lock) open
@@ -189,6 +215,8 @@ def resend_confirmation(email) -> bool:
     db.session.refresh(user)
     send_confirmation(user)
     db.session.commit()
+    event(log, "confirmation_resent", "confirmation email queued again", account_id=user.id)
+    signals.send(signals.confirmation_sent, user=user, resend=True)
     return True
 
 

@@ -11,6 +11,7 @@ from ..extensions import db
 from ..models import EmailConfirmation
 from ..models import OutboxMessage
 from ..models import User
+from .confirmation import confirmed
 from .confirmation import set_confirmed
 from .errors import UnknownAccount
 from .identity import email_key
@@ -40,6 +41,7 @@ def mark_confirmed(user: User) -> User:
     set_confirmed(user.id)
     db.session.commit()
     db.session.refresh(user)
+    confirmed(user, "operator")
     return user
 
 
