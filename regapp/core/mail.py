@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email.utils import parseaddr
 from urllib.parse import urlencode
 
 from flask import current_app
@@ -53,7 +54,8 @@ def branding() -> dict:
     """What every email template may show: product name, support address, logo."""
     cfg = current_app.config
     return {"product_name": cfg.get("MAIL_PRODUCT_NAME") or "regapp",
-            "support_address": cfg.get("MAIL_SUPPORT_ADDRESS") or "",
+            # The bare address: it becomes a mailto: link.
+            "support_address": parseaddr(cfg.get("MAIL_SUPPORT_ADDRESS") or "")[1],
             "logo_url": cfg.get("MAIL_LOGO_URL") or ""}
 
 
