@@ -33,7 +33,8 @@ class PrintingHandler:
         for name in ("Message-ID", "From", "To", "Subject"):
             print(f"{name}: {msg[name]}")
         print()
-        print(body.get_content() if body is not None else "(no text part)")
+        print(body.get_content().replace("\r\n", "\n") if body is not None
+              else "(no text part)")
         if html is not None:
             slug = re.sub(r"[^a-z0-9]+", "-", str(msg["Subject"] or "message").lower()).strip("-")
             path = self.html_dir / f"{next(self.numbers):04d}-{slug[:40] or 'message'}.html"
