@@ -250,3 +250,22 @@ def test_unmigrated_database_answers_503_and_says_what_to_do(env, caplog, path, 
     assert "ada@example.com" not in caplog.text and "Str0ng-passphrase" not in caplog.text
     with app.app_context():
         db.engine.dispose()
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="needs TEST_DATABASE_URL")
+def test_unmigrated_postgresql_answers_503_and_says_what_to_do(caplog):
+    """PostgreSQL's 'relation "users" does not exist' becomes the same 503 and hint."""
+    from tests.serverkit import PostgresDatabase  # noqa: PLC0415
+
+    with PostgresDatabase("regapp_unmigrated") as url:
+        app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url})
+        client = app.test_client()
+        r = client.post("/api/sign-up/", json={"username": "ada", "email": "ada@example.com",
+                                               "password": "Str0ng-passphrase"})
+        assert r.status_code == 503
+        assert r.get_json() == {"detail": "Service temporarily unavailable, try again later."}
+        assert "run `flask db upgrade`" in caplog.text
+        r = client.get("/readyz")
+        assert r.status_code == 503 and r.get_json()["database"] == "not migrated"
+        with app.app_context():
+            db.engine.dispose()
