@@ -45,6 +45,10 @@ class ConfigError(click.ClickException, RuntimeError):
     exit_code = 1
 
 
+class ConfigValueError(ConfigError, ValueError):
+    """A refused value where callers expect a ValueError (rate-limit strings)."""
+
+
 def as_bool(value, default=False):
     """Read an environment flag: ``true/false``, ``1/0``, ``yes/no``, ``on/off``
     (any case); unset or empty is ``default``; anything else is a ValueError."""

@@ -76,6 +76,7 @@ REFUSED = [
     ("MAIL_DEFAULT_SENDER", "nobody", "accounts@example.org"),
     ("MAIL_LOGO_URL", "javascript:alert(1)", "http(s) URL"),
     ("MAIL_SUPPORT_ADDRESS", "help desk", "accounts@example.org"),
+    ("RATELIMIT_REGISTRATION", "ten a minute", "10/minute;100/day"),
 ]
 
 
