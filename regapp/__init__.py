@@ -10,8 +10,10 @@ from . import auth
 from . import cli
 from . import cors
 from . import http
+from . import logs
 from . import models  # noqa: F401 - models must be imported for migrations
 from . import openapi
+from . import ops
 from . import pages
 from .auth import limits
 from .auth import register_routing_errors
@@ -28,6 +30,7 @@ def create_app(config=None) -> Flask:
     # body that would also turn a POST into a second request).
     app.url_map.strict_slashes = False
     load_config(app, config)
+    logs.init_app(app)
     register_hardening(app)
     register_extensions(app)
     register_blueprints(app)
@@ -40,31 +43,36 @@ def create_app(config=None) -> Flask:
 
 def load_config(app: Flask, config) -> None:
     """Config class from REGAPP_CONFIG (or ``config``), then instance defaults."""
-    from config import check_numbers  # noqa: PLC0415 - config.py sits beside the package
+    from config import ConfigError  # noqa: PLC0415 - config.py sits beside the package
+    from config import check_numbers  # noqa: PLC0415
     from config import config as configs  # noqa: PLC0415
+    from config import database_url  # noqa: PLC0415
     from config import is_base_url  # noqa: PLC0415
+    from config import shown  # noqa: PLC0415
 
     overrides = {}
     if isinstance(config, dict):
         overrides, config = config, None
     if config is None or isinstance(config, str):
-        name = config or os.environ.get("REGAPP_CONFIG", "development")
+        name = config or os.environ.get("REGAPP_CONFIG", "").strip() or "development"
         if name not in configs:
-            raise RuntimeError(f"REGAPP_CONFIG must be one of {', '.join(configs)}")
+            raise ConfigError(f"REGAPP_CONFIG={shown(name)} is not accepted: expected one of "
+                              f"{', '.join(configs)}")
         config = configs[name]
     if overrides.get("TESTING") and config is configs["development"]:
         config = configs["testing"]
     app.config.from_object(config)
     app.config.update(overrides)
+    app.config["SQLALCHEMY_DATABASE_URI"] = database_url(app.config.get("SQLALCHEMY_DATABASE_URI"))
+    config.init_app(app)  # ConfigError (one line) on contradictions, production's demands
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
         os.makedirs(app.instance_path, exist_ok=True)
         app.config["SQLALCHEMY_DATABASE_URI"] = (
             "sqlite:///" + os.path.join(app.instance_path, "regapp.sqlite"))
     breach_url = app.config.get("PASSWORD_BREACH_CHECK_URL") or ""
     if breach_url and not is_base_url(breach_url):
-        raise RuntimeError("PASSWORD_BREACH_CHECK_URL must be empty or an http(s) URL with "
-                           "a host, no user info and no query")
-    config.init_app(app)
+        raise ConfigError("PASSWORD_BREACH_CHECK_URL must be empty or an http(s) URL with "
+                          "a host, no user info and no query")
     check_numbers(app.config)
 
 
@@ -82,10 +90,12 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    """The API (`auth`, with the enabled profiles), its OpenAPI document and the HTML page."""
+    """The API (`auth`, with the enabled profiles), its OpenAPI document, the HTML pages,
+    /healthz and /readyz."""
     auth.init_app(app)
     openapi.init_app(app)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(ops.bp)
 
 
 def register_limits(app: Flask) -> None:

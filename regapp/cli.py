@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 
 import click
 from flask.cli import AppGroup
@@ -10,6 +13,7 @@ from sqlalchemy import select
 
 from .core import confirmation
 from .core import delivery
+from .core import mail
 from .core import operators
 from .core import outbox
 from .core import registration
@@ -26,6 +30,13 @@ mail_cli = AppGroup("mail", help="Inspect and deliver the mail outbox.")
 
 ACCOUNT_TYPES = ("customer", "guest", "driver", "admin")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# purge-unconfirmed refuses a younger cutoff without --force: a typo (`--older-than 2`
+# meant as days) would otherwise delete every sign-up still waiting for its email.
+PURGE_MINIMUM = timedelta(hours=1)
+USER_COLUMNS = ("id", "email", "username", "account_type", "state", "created")
+MAIL_COLUMNS = ("id", "status", "attempts", "to", "subject", "created", "sent_or_next_try",
+                "last_error")
+EMPTY = "-"  # what a list shows for a missing value (never "None")
 
 
 # Operator-facing text for the core's error codes.
@@ -73,20 +84,45 @@ def _lookup(identifier: str) -> User:
         _fail(f"no account matches {identifier!r}")
 
 
+def _row(values) -> str:
+    """One tab-separated line; a missing value is ``-``, never ``None``."""
+    return "\t".join(EMPTY if v is None or v == "" else _printable(v) for v in values)
+
+
+def _when(value) -> str | None:
+    return None if value is None else f"{value:%Y-%m-%d %H:%M:%S}"
+
+
 def _describe(user: User) -> str:
     state = "confirmed" if user.is_email_confirmed else "unconfirmed"
-    return (f"{user.id}\t{user.email}\t{user.username or '-'}\t"
-            f"{user.account_type}\t{state}\t{user.created_at:%Y-%m-%d %H:%M}")
+    return _row((user.id, user.email, user.username, user.account_type, state,
+                 None if user.created_at is None else f"{user.created_at:%Y-%m-%d %H:%M}"))
 
 
 def parse_duration(value: str) -> timedelta:
-    """``30d``, ``12h``, ``90m``, ``45s`` or ``2w``; a bare number is seconds."""
-    value = value.strip().lower()
-    unit = value[-1] if value and value[-1] in DURATION_UNITS else "s"
-    number = value[:-1] if value and value[-1] in DURATION_UNITS else value
-    if not number.isascii() or not number.isdigit():
-        raise click.BadParameter(f"{value!r} is not a duration like 7d or 12h")
+    """``30d``, ``12h``, ``90m``, ``45s`` or ``2w``: the unit is required (a bare
+    ``2`` could mean seconds or days)."""
+    text = value.strip().lower()
+    number, unit = text[:-1], text[-1:]
+    if unit not in DURATION_UNITS or not number.isascii() or not number.isdigit():
+        raise click.BadParameter(
+            f"{value!r} is not a duration: give a number and a unit "
+            f"(s, m, h, d or w), e.g. 30m, 12h or 2d")
     return timedelta(seconds=int(number) * DURATION_UNITS[unit])
+
+
+def _human(seconds: int | None) -> str:
+    """``3725`` -> ``1h 2m 5s``."""
+    if seconds is None:
+        return EMPTY
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    if seconds or not parts:
+        parts.append(f"{seconds}s")
+    return " ".join(parts)
 
 
 @users.command("create")
@@ -98,9 +134,25 @@ def parse_duration(value: str) -> timedelta:
 @click.option("--last-name")
 @click.option("--confirmed/--unconfirmed", default=False,
               help="Mark the address confirmed instead of emailing a confirmation.")
-@click.password_option(help="The password (prompted when omitted).")
-def create_user(email, username, account_type, first_name, last_name, confirmed, password):
-    """Create an account of any type, with the same checks as the API."""
+@click.option("--password", help="The password. Visible to other users of this machine "
+              "(process list, shell history): prefer the prompt or --password-stdin.")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from the first line of standard input (scripts).")
+def create_user(email, username, account_type, first_name, last_name, confirmed, password,
+                password_stdin):
+    """Create an account of any type, with the same checks as the API.
+
+    Without --password or --password-stdin the password is prompted for, twice,
+    without echo.
+    """
+    if password is not None and password_stdin:
+        raise click.UsageError("give --password or --password-stdin, not both")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.UsageError("--password-stdin read an empty line")
+    elif password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     data = {"email": email, "username": username, "password": password,
             "first_name": first_name, "last_name": last_name}
     try:
@@ -113,12 +165,15 @@ def create_user(email, username, account_type, first_name, last_name, confirmed,
 
 @users.command("list")
 @click.option("--unconfirmed", is_flag=True, help="Only unconfirmed accounts.")
-@click.option("--limit", type=int, default=100, show_default=True)
-def list_users(unconfirmed, limit):
-    """List accounts, newest last."""
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--no-header", is_flag=True, help="Leave out the header row.")
+def list_users(unconfirmed, limit, no_header):
+    """List accounts, newest last: a header row, then one tab-separated row each."""
     stmt = select(User).order_by(User.id).limit(limit)
     if unconfirmed:
         stmt = stmt.where(User.is_email_confirmed.is_(False))
+    if not no_header:
+        click.echo("\t".join(USER_COLUMNS))
     for user in db.session.scalars(stmt):
         click.echo(_describe(user))
 
@@ -131,7 +186,8 @@ def show_user(identifier):
     for name in ("id", "email", "username", "account_type", "first_name", "insertion",
                  "last_name", "postal_code", "phone", "is_email_confirmed",
                  "confirmed_at", "created_at"):
-        click.echo(f"{name}: {getattr(user, name)}")
+        value = getattr(user, name)
+        click.echo(f"{name}: {EMPTY if value is None or value == '' else _printable(value)}")
 
 
 @users.command("confirm")
@@ -163,9 +219,18 @@ def delete_user(identifier, yes):
 @click.option("--older-than", "older_than", default="2d", show_default=True,
               help="Age such as 2d, 12h, 90m.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
-def purge_unconfirmed(older_than, dry_run):
-    """Delete unconfirmed accounts older than the given age (frees their addresses)."""
-    cutoff = utcnow() - parse_duration(older_than)
+@click.option("--force", is_flag=True, help="Allow an age under one hour.")
+def purge_unconfirmed(older_than, dry_run, force):
+    """Delete unconfirmed accounts older than the given age (frees their addresses).
+
+    The age needs a unit (30m, 12h, 2d); under one hour is refused without --force.
+    """
+    age = parse_duration(older_than)
+    if age < PURGE_MINIMUM and not force:
+        raise click.UsageError(
+            f"--older-than {older_than} would delete sign-ups younger than an hour, "
+            "whose confirmation email may still be on its way; add --force if you mean it")
+    cutoff = utcnow() - age
     purged = operators.purge_unconfirmed(cutoff, dry_run=dry_run)
     for user in purged:
         click.echo(_describe(user))
@@ -188,18 +253,19 @@ def resend(identifier):
 @mail_cli.command("list")
 @click.option("--status", type=click.Choice(["pending", "sending", "sent", "failed", "all"]),
               default="all", show_default=True)
-def list_mail(status):
-    """List outbox messages: id, status, attempts, to, subject, created, sent or next try,
-    last error (never bodies: they hold confirmation secrets)."""
+@click.option("--no-header", is_flag=True, help="Leave out the header row.")
+def list_mail(status, no_header):
+    """List outbox messages after a header row: id, status, attempts, to, subject,
+    created, sent or next try, last error (never bodies: they hold confirmation secrets)."""
     stmt = select(OutboxMessage).order_by(OutboxMessage.id)
     if status != "all":
         stmt = stmt.where(OutboxMessage.status == status)
+    if not no_header:
+        click.echo("\t".join(MAIL_COLUMNS))
     for row in db.session.scalars(stmt):
         when = row.sent_at if row.status == "sent" else row.next_attempt_at
-        fields = (row.id, row.status, row.attempts, row.to_addr, row.subject,
-                  f"{row.created_at:%Y-%m-%d %H:%M:%S}", f"{when:%Y-%m-%d %H:%M:%S}",
-                  row.last_error or "")
-        click.echo("\t".join(_printable(f) for f in fields))
+        click.echo(_row((row.id, row.status, row.attempts, row.to_addr, row.subject,
+                         _when(row.created_at), _when(when), row.last_error)))
 
 
 @mail_cli.command("retry")
@@ -209,6 +275,8 @@ def retry_mail(message_id, all_failed):
     """Put a failed message (or all of them) back in the queue."""
     if message_id is None and not all_failed:
         _fail("give a message id or --all")
+    if message_id is not None and all_failed:
+        _fail("give a message id or --all, not both")
     count = outbox.retry(None if all_failed else message_id)
     if count == 0:
         _fail("no failed message matched")
@@ -223,6 +291,35 @@ def send_queued():
                f"failed {counts['failed']}")
     if counts["retry"] or counts["failed"]:
         raise SystemExit(1)
+
+
+@mail_cli.command("status")
+def mail_status():
+    """Backlog (waiting or being sent), failed messages and the oldest waiting one's age."""
+    stats = outbox.stats()
+    click.echo(f"backlog: {stats['backlog']}")
+    click.echo(f"failed: {stats['failed']}")
+    click.echo(f"oldest_pending: {_human(stats['oldest_pending_seconds'])}")
+
+
+@mail_cli.command("preview")
+@click.option("--html", "with_html", is_flag=True, help="Also write each HTML part.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the files (default: a new temporary folder).")
+def preview_mail(with_html, out_dir):
+    """Render every email template with sample data to files and print their paths."""
+    if out_dir is None:
+        out_dir = Path(tempfile.mkdtemp(prefix="regapp-mail-preview-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in mail.templates():
+        subject, text, html = mail.sample(name)
+        text_path = out_dir / f"{name}.txt"
+        text_path.write_text(f"Subject: {subject}\n\n{text}", encoding="utf-8")
+        click.echo(str(text_path))
+        if with_html:
+            html_path = out_dir / f"{name}.html"
+            html_path.write_text(html, encoding="utf-8")
+            click.echo(str(html_path))
 
 
 def init_app(app) -> None:

@@ -7,11 +7,16 @@ allows nothing (``default-src 'none'; frame-ancestors 'none'``). One log line pe
 request names the method, the path *without* its query string (confirmation tokens travel in
 ``?token_id=``), the status, the duration and the request id; unhandled errors
 are logged with the same id, so a client's ``X-Request-ID`` finds them.
+
+An incoming ``X-Request-ID`` (a proxy's, or a client's) is kept when it is a sane
+token, 1 to 64 of ``[A-Za-z0-9_-]``; anything else is replaced by a random id, so
+a log line can never be forged or bloated through it.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 
@@ -23,6 +28,7 @@ from werkzeug.exceptions import MethodNotAllowed
 log = logging.getLogger("regapp.request")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # TRACE echoes the request (cookies, Authorization) back: cross-site tracing.
 UNSUPPORTED_METHODS = frozenset({"TRACE", "TRACK"})
 HEADERS = {
@@ -51,10 +57,13 @@ def init_app(app) -> None:
 
 
 def request_id() -> str:
-    """This request's id (random, never taken from the client)."""
+    """This request's id: the incoming ``X-Request-ID`` when it is a sane token
+    (``[A-Za-z0-9_-]{1,64}``), else a random one."""
     rid = g.get("request_id")
     if rid is None:
-        g.request_id = rid = uuid.uuid4().hex
+        given = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = given if SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        g.request_id = rid
     return rid
 
 

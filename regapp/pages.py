@@ -1,8 +1,10 @@
 """The browser pages behind the emailed links: GET shows a form, only POST changes
-anything. /confirm-email/ confirms; /reset-password/ sets a new password (or,
-without a token, mails a reset link); /cancel-registration/ deletes an
-unconfirmed account ("this wasn't me"). The reset and cancel forms carry a CSRF
-token (Flask-WTF's, tied to the session cookie); the JSON API has none."""
+anything. /confirm-email/ confirms by the link's token or, without one, by the
+address and the emailed 6-digit code (usable whatever profiles are enabled);
+/reset-password/ sets a new password (or, without a token, mails a reset link);
+/cancel-registration/ deletes an unconfirmed account ("this wasn't me"). The reset
+and cancel forms carry a CSRF token (Flask-WTF's, tied to the session cookie); the
+JSON API has none."""
 
 from __future__ import annotations
 
@@ -20,10 +22,13 @@ from .core import confirmation
 from .core import operators
 from .core import reset
 from .core import timing
+from .core import tokens
 from .core.errors import AlreadyConfirmed
+from .core.errors import CodeMismatch
 from .core.errors import FieldErrors
 from .core.errors import TokenExpired
 from .core.errors import TokenInvalid
+from .core.errors import TooManyAttempts
 from .core.identity import normalize_email
 from .extensions import db
 
@@ -44,7 +49,10 @@ def no_leaks(response):
 
 @bp.get("/confirm-email/")
 def confirm_page():
-    """Show the confirm button; a GET (or a mail scanner's prefetch) changes nothing."""
+    """Show the confirm button (or, without a link, the address and code form); a GET
+    (or a mail scanner's prefetch) changes nothing."""
+    if "token_id" not in request.args:
+        return render_template("pages/confirm_email.html", state="code", token="")
     token = single(request.args, "token_id") or ""
     state = "ready"
     try:
@@ -62,7 +70,10 @@ def confirm_page():
 @bp.post("/confirm-email/")
 @limits.declare(limits.CONFIRMATION)
 def confirm_submit():
-    """Confirm the address and say what happened."""
+    """Confirm the address (by the link's token, or by address and code) and say
+    what happened."""
+    if "token_id" not in request.form and ("code" in request.form or "email" in request.form):
+        return _confirm_code()
     token = single(request.form, "token_id") or ""
     try:
         confirmation.confirm(token)
@@ -74,6 +85,29 @@ def confirm_submit():
     except TokenInvalid:
         state, status = "invalid", 400
     return render_template("pages/confirm_email.html", state=state, token=""), status
+
+
+def _confirm_code():
+    email = (single(request.form, "email") or "").strip()
+    code = (single(request.form, "code") or "").strip().replace(" ", "")
+    if not email or not tokens.is_code(code):
+        return _page("code_wrong", 400, email)
+    try:
+        confirmation.confirm(code, email=email)
+        return _page("confirmed", 200)
+    except AlreadyConfirmed:
+        return _page("already", 200)
+    except CodeMismatch:
+        return _page("code_wrong", 400, email)
+    except TooManyAttempts:
+        return _page("code_dead", 400)
+    except (TokenExpired, TokenInvalid):
+        return _page("code_expired", 400)
+
+
+def _page(state: str, status: int, email: str = ""):
+    return render_template("pages/confirm_email.html", state=state, token="",
+                           email=email), status
 
 
 @bp.post("/confirm-email/resend")

@@ -38,6 +38,8 @@ def production(env):
     env.setenv("REGAPP_CONFIG", "production")
     env.setenv("SECRET_KEY", STRONG_KEY)
     env.setenv("FRONTEND_URL", "https://accounts.example.org")
+    env.setenv("MAIL_SERVER", "localhost")  # production wants both stated explicitly
+    env.setenv("MAIL_DEFAULT_SENDER", "Accounts <accounts@example.org>")
     return env
 
 

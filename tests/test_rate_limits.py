@@ -150,6 +150,8 @@ def test_production_with_memory_storage_warns(monkeypatch, caplog, tmp_path):
     monkeypatch.setenv("SECRET_KEY", "p" * 40)
     monkeypatch.setenv("FRONTEND_URL", "https://example.org")
     monkeypatch.setenv("DATABASE_URL", "sqlite:///" + str(tmp_path / "p.sqlite"))
+    monkeypatch.setenv("MAIL_SERVER", "localhost")
+    monkeypatch.setenv("MAIL_DEFAULT_SENDER", "accounts@example.org")
     monkeypatch.delenv("RATELIMIT_STORAGE_URI", raising=False)
     monkeypatch.delenv("RATELIMIT_ENABLED", raising=False)
     with caplog.at_level(logging.WARNING):

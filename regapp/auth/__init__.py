@@ -8,6 +8,7 @@ from flask import request
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
+from ..core import database
 from .profiles import discover
 from .profiles.base import handle_exception
 from .profiles.base import unavailable
@@ -25,7 +26,11 @@ def enabled_profiles(config) -> list:
     names = config.get("REGAPP_PROFILES") or selectable
     unknown = set(names) - set(selectable)
     if unknown:
-        raise RuntimeError(f"unknown REGAPP_PROFILES: {', '.join(sorted(unknown))}")
+        from config import ConfigError  # noqa: PLC0415 - config.py sits beside the package
+
+        raise ConfigError(f"REGAPP_PROFILES names unknown profiles "
+                          f"({', '.join(sorted(unknown))}): expected names from "
+                          f"{', '.join(selectable)}")
     config["REGAPP_PROFILES"] = list(names)
     return ([spec for name, spec in found.items() if name in names]
             + [spec for spec in found.values() if spec.shared])
@@ -70,5 +75,5 @@ def register_routing_errors(app) -> None:
         # Retry-After, never a 500 whose logged traceback carries SQL and parameters.
         if request.path == "/api" or request.path.startswith("/api/"):
             return handle_exception(profile_for_path(request.path, specs), exc)
-        current_app.logger.warning("database unavailable: %s", type(exc.orig).__name__)
+        database.log_unavailable(current_app.logger, exc)
         return unavailable()

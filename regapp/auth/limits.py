@@ -165,7 +165,8 @@ def _on_breach(limit) -> Response:
     g._regapp_retry_after = seconds
     current_app.logger.warning(
         "rate limit %s exceeded: %s %s from %s", limit.limit, request.method,
-        request.endpoint, client_ip())
+        request.endpoint, client_ip(),
+        extra={"event": "rate_limited", "purpose": purpose(request.endpoint)})
     response = Response(
         "<!doctype html><title>Too many requests</title>"
         f"<p>{escape(_message())}</p>", content_type="text/html; charset=utf-8")
@@ -181,7 +182,14 @@ def build_limits(config) -> list[Limit]:
         value = config.get(key) or ""
         if not value:
             continue  # an empty string switches that limit off
-        parse_many(value)  # a typo fails at start-up, not on every request
+        try:
+            parse_many(value)  # a typo fails at start-up, not on every request
+        except ValueError:
+            from config import ConfigValueError  # noqa: PLC0415 - beside the package
+
+            raise ConfigValueError(
+                f"{key}={value[:40]!r} is not accepted: expected limits such as "
+                "'10/minute;100/day', or empty for no limit") from None
         out.append(Limit(
             value, key_function=KEYS[by], scope=f"{kind}:{by}", shared=True,
             methods=COUNTED_METHODS, exempt_when=partial(_exempt, kind, by),

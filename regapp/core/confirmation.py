@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy import update
 
+from .. import signals
 from ..extensions import db
+from ..logs import event
 from ..models import EmailConfirmation
 from ..models import User
 from ..models import utcnow
@@ -17,6 +20,7 @@ from . import timing
 from . import tokens
 from .errors import AlreadyConfirmed
 from .errors import CodeMismatch
+from .errors import RegappError
 from .errors import TokenExpired
 from .errors import TokenInvalid
 from .errors import TooManyAttempts
@@ -24,6 +28,20 @@ from .identity import NormalizedEmail
 from .identity import email_key
 from .identity import lookup_key
 from .registration import send_confirmation
+
+log = logging.getLogger(__name__)
+
+
+def confirmed(user: User, method: str) -> None:
+    """Log and signal a confirmation that was committed."""
+    event(log, "confirmed", "email confirmed", account_id=user.id, method=method)
+    signals.send(signals.email_confirmed, user=user, method=method)
+
+
+def refused(exc: RegappError, method: str) -> None:
+    """Log and signal a refused link or code (no address: the account may not exist)."""
+    event(log, "confirmation_failed", "confirmation refused", reason=exc.code, method=method)
+    signals.send(signals.confirmation_failed, reason=exc.code, method=method)
 
 
 def _key(email) -> str | None:
@@ -67,14 +85,19 @@ def confirm(token_or_code, email=None) -> User:
     """
     if email is not None and tokens.is_code(token_or_code):
         return confirm_code(email, token_or_code)
-    user = user_for_token(token_or_code)
-    if email is not None and user.email_key != _key(email):
-        raise TokenInvalid()
-    if user.is_email_confirmed:
-        raise AlreadyConfirmed()
-    set_confirmed(user.id)
+    try:
+        user = user_for_token(token_or_code)
+        if email is not None and user.email_key != _key(email):
+            raise TokenInvalid()
+        if user.is_email_confirmed:
+            raise AlreadyConfirmed()
+        set_confirmed(user.id)
+    except RegappError as exc:
+        refused(exc, "link")
+        raise
     db.session.commit()
     db.session.refresh(user)
+    confirmed(user, "link")
     return user
 
 
@@ -92,14 +115,16 @@ def confirm_code(email, code) -> User:
     with timing.floor(current_app.config["CONFIRM_CODE_MIN_SECONDS"]) as wait:
         try:
             user = _confirm_code(email, code)
-        except (CodeMismatch, TooManyAttempts, TokenExpired, AlreadyConfirmed):
+        except (CodeMismatch, TooManyAttempts, TokenExpired, AlreadyConfirmed) as exc:
+            refused(exc, "code")
             # A wrong guess at a pending account commits a counter; without a floor
             # that write's latency would tell pending addresses from unknown ones
             # (SECURITY B9). Wait with no transaction (nor SQLite's write lock) open.
             db.session.rollback()
             raise
         wait.waive()  # the right code needs no cover
-        return user
+    confirmed(user, "code")
+    return user
 
 
 def _confirm_code(email, code) -> User:
@@ -216,6 +241,8 @@ def _resend(email) -> bool:
     db.session.refresh(user)
     send_confirmation(user)
     db.session.commit()
+    event(log, "confirmation_resent", "confirmation email queued again", account_id=user.id)
+    signals.send(signals.confirmation_sent, user=user, resend=True)
     return True
 
 

@@ -51,3 +51,28 @@ def init_app(app) -> None:
         return
     options["connect_args"] = connect_args
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+
+
+# SQLSTATE of PostgreSQL's "relation does not exist" / "column does not exist";
+# SQLite only has the message text.
+UNDEFINED_SQLSTATES = frozenset({"42P01", "42703"})
+SQLITE_UNDEFINED = ("no such table", "no such column", "has no column named")
+
+
+def schema_missing(exc) -> bool:
+    """True when a DBAPIError means the schema is behind the code (tables or
+    columns missing): the database is reachable but not migrated."""
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlstate", None) in UNDEFINED_SQLSTATES:
+        return True
+    return isinstance(orig, sqlite3.OperationalError) and str(orig).startswith(SQLITE_UNDEFINED)
+
+
+def log_unavailable(logger, exc) -> None:
+    """One warning for a request the database could not serve; for a schema that is
+    behind, it says what to do. Never the SQL or its parameters."""
+    if schema_missing(exc):
+        logger.error("database schema is not migrated (%s): run `flask db upgrade`",
+                     type(exc.orig).__name__)
+    else:
+        logger.warning("database unavailable: %s", type(exc.orig).__name__)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.policy
 import functools
+import logging
 import smtplib
 import socket
 import ssl
@@ -20,10 +21,13 @@ from email.utils import formatdate
 from flask import current_app
 
 from ..extensions import db
+from ..logs import event
 from ..models import OutboxMessage
 from . import outbox
 from .outbox import BATCH_SIZE
 from .outbox import PermanentFailure
+
+log = logging.getLogger(__name__)
 
 # CRLF line ends; 7bit so non-ASCII bodies are encoded for servers without 8BITMIME.
 MIME_POLICY = email.policy.SMTP.clone(cte_type="7bit")
@@ -151,6 +155,9 @@ def send_due(limit: int = BATCH_SIZE, stop: threading.Event | None = None) -> di
             outbox.mark_sent(accepted)
             accepted.clear()
             counts["sent"] += 1
+            event(log, "delivered", "outbox message %s sent", row.id, outbox_id=row.id,
+                  kind=row.kind, attempts=row.attempts + 1,
+                  account_id=outbox.account_id_for(to_addr))
     finally:
         if host is not None:
             _disconnect(host)

@@ -14,6 +14,7 @@ from ..models import PasswordResetCode
 from ..models import RefreshFamily
 from ..models import User
 from . import tokens
+from .confirmation import confirmed
 from .confirmation import set_confirmed
 from .errors import AlreadyConfirmed
 from .errors import TokenInvalid
@@ -45,6 +46,7 @@ def mark_confirmed(user: User) -> User:
     set_confirmed(user.id)
     db.session.commit()
     db.session.refresh(user)
+    confirmed(user, "operator")
     return user
 
 

@@ -12,11 +12,13 @@ import logging
 import secrets
 import threading
 from datetime import timedelta
+from datetime import timezone
 
 from flask import current_app
 from sqlalchemy import and_
 from sqlalchemy import case
 from sqlalchemy import event
+from sqlalchemy import func
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
@@ -177,7 +179,9 @@ def record_failure(row: OutboxMessage, exc: Exception, permanent: bool) -> str:
     level = logging.ERROR if status == "failed" else logging.WARNING
     log.log(level, "outbox message %s attempt %s failed: %s%s -> %s", row.id, attempts,
             type(exc).__name__, f" {exc.smtp_code}" if hasattr(exc, "smtp_code") else "",
-            status)
+            status, extra={"event": "delivery_failed", "outbox_id": row.id, "kind": row.kind,
+                           "attempts": attempts, "status": status,
+                           "account_id": account_id_for(row.to_addr)})
     return status
 
 
@@ -219,3 +223,32 @@ def sender() -> str:
     """The From header: ``MAIL_DEFAULT_SENDER``, a string or a (name, address) pair."""
     value = current_app.config["MAIL_DEFAULT_SENDER"]
     return f"{value[0]} <{value[1]}>" if isinstance(value, tuple) else value
+
+
+def account_id_for(address: str) -> int | None:
+    """The account a message goes to (for the logs, which never show the address)."""
+    from ..models import User  # noqa: PLC0415
+    from .identity import email_key  # noqa: PLC0415
+
+    try:
+        return db.session.scalar(select(User.id).where(User.email_key == email_key(address)))
+    except Exception:  # noqa: BLE001 - a log detail never breaks delivery
+        return None
+
+
+def stats() -> dict:
+    """What an operator (``flask mail status``) and ``/readyz`` want to know:
+    ``backlog`` (pending or being sent), ``failed`` (parked for an operator) and
+    ``oldest_pending_seconds`` (age of the oldest unsent message, None when none)."""
+    counts = dict(db.session.execute(
+        select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all())
+    oldest = db.session.scalar(select(func.min(OutboxMessage.created_at)).where(
+        OutboxMessage.status.in_(("pending", "sending"))))
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=timezone.utc)
+    age = None if oldest is None else max(0, int((utcnow() - oldest).total_seconds()))
+    return {
+        "backlog": counts.get("pending", 0) + counts.get("sending", 0),
+        "failed": counts.get("failed", 0),
+        "oldest_pending_seconds": age,
+    }

@@ -3,6 +3,7 @@ and the CLI."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -11,7 +12,9 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from .. import signals
 from ..extensions import db
+from ..logs import event
 from ..models import EmailConfirmation
 from ..models import User
 from ..models import utcnow
@@ -28,6 +31,8 @@ from .identity import normalize_email
 from .identity import username_key
 from .login import api_token_hash
 from .passwords import DjangoPolicy
+
+log = logging.getLogger(__name__)
 
 PROFILE_FIELDS = ("first_name", "insertion", "last_name", "postal_code", "phone", "avatar")
 
@@ -98,6 +103,11 @@ def register(data: dict, *, policy, account_type: str = "customer",
     except Exception:
         db.session.rollback()
         raise
+    event(log, "registered", "account registered", account_id=user.id, profile=profile,
+          account_type=None if account_type == "customer" else account_type)
+    signals.send(signals.user_registered, user=user, profile=profile)
+    if not confirmed:
+        signals.send(signals.confirmation_sent, user=user, resend=False)
     return Registration(user=user, api_token=api_token)
 
 

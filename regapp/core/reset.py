@@ -119,7 +119,7 @@ def reset_with_token(token, new_password, policy_for) -> User:
     :raises FieldErrors: the account's policy refuses ``new_password``.
     """
     user = user_for_token(token)
-    return _reset(user, user.reset_counter, new_password, policy_for)
+    return _done(_reset(user, user.reset_counter, new_password, policy_for), "link")
 
 
 def reset_with_code(email, code, new_password, policy_for) -> User:
@@ -160,7 +160,17 @@ def reset_with_code(email, code, new_password, policy_for) -> User:
         raise CodeMismatch()
     if row.expires_at <= utcnow():
         raise TokenExpired()
-    return _reset(user, row.counter, new_password, policy_for, code_id=row.id)
+    return _done(_reset(user, row.counter, new_password, policy_for, code_id=row.id), "code")
+
+
+def _done(user: User, method: str) -> User:
+    """Log and signal a committed reset."""
+    from .. import signals  # noqa: PLC0415 - signals imports flask only
+    from ..logs import event  # noqa: PLC0415
+
+    event(log, "password_reset", "password reset", account_id=user.id, method=method)
+    signals.send(signals.password_reset, user=user, method=method)
+    return user
 
 
 def _reset(user: User, counter: int, new_password, policy_for, code_id: int | None = None

@@ -352,7 +352,7 @@ def test_b6_deleted_account_secrets_never_reach_the_next_one(app, client, runner
     if how == "delete":
         args = ["users", "delete", str(old_id), "--yes"]
     else:
-        args = ["users", "purge-unconfirmed", "--older-than", "0s"]
+        args = ["users", "purge-unconfirmed", "--older-than", "0s", "--force"]
         time.sleep(0.01)
     assert runner.invoke(args=args).exit_code == 0
     _, body = register_via(client, "jsonapi", "alice")

@@ -399,8 +399,9 @@ def test_e3_4yz_retried_5yz_parked_and_listed_others_delivered(launch, sink, dat
         "ok1@example.com", "ok2@example.com", "t421@example.com", "t451@example.com"]
 
     listed = subprocess.run([BIN / "flask", "--app", "regapp", "mail", "list", "--status",
-                             "failed"], cwd=ROOT, env=server.env, capture_output=True,
-                            text=True, timeout=60, check=True).stdout.splitlines()
+                             "failed", "--no-header"], cwd=ROOT, env=server.env,
+                            capture_output=True, text=True, timeout=60,
+                            check=True).stdout.splitlines()
     # id, status, attempts, to, ..., last error: the reply code, for the operator
     assert [(f[1], f[3], f[3][1:4] in f[-1]) for f in (line.split("\t") for line in listed)] == [
         ("failed", "p550@example.com", True), ("failed", "p554@example.com", True)]

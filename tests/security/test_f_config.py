@@ -105,6 +105,7 @@ def production(monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
     for name, value in {"REGAPP_CONFIG": "production", "SECRET_KEY": STRONG_KEY,
                         "FRONTEND_URL": FRONTEND, "MAIL_SERVER": "127.0.0.1",
+                        "MAIL_DEFAULT_SENDER": "Accounts <accounts@example.org>",
                         "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.sqlite'}"}.items():
         monkeypatch.setenv(name, value)
     return monkeypatch
@@ -528,6 +529,7 @@ def production_server(tmp_path):
     db_url = f"sqlite:///{tmp_path / 'srv.sqlite'}"
     server = Server(db_url, mail_port=mailbox.port, log_dir=tmp_path, workers=1, env={
         "REGAPP_CONFIG": "production", "SECRET_KEY": STRONG_KEY, "FRONTEND_URL": FRONTEND,
+        "MAIL_DEFAULT_SENDER": "Accounts <accounts@example.org>",
         "MAIL_USERNAME": "mailer", "MAIL_PASSWORD": MAIL_SECRET})
     try:
         server.start()

@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import InternalServerError
 from werkzeug.exceptions import ServiceUnavailable
 
+from ...core import database
 from ...core import registration
 from ...core.errors import FieldError
 from ...core.errors import FieldErrors
@@ -340,7 +341,7 @@ def handle_exception(profile: Profile, exc: Exception):
     if isinstance(exc, FieldErrors):
         return profile.field_errors(exc)
     if isinstance(exc, DBAPIError):
-        current_app.logger.warning("database unavailable: %s", type(exc.orig).__name__)
+        database.log_unavailable(current_app.logger, exc)
         _rollback()
         return profile.http_error(unavailable())
     if isinstance(exc, HTTPException):  # MalformedBody included: each profile words it
