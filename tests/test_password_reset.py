@@ -263,7 +263,8 @@ def test_field_errors(client):
         ({"new_password": NEW}, {"non_field_errors": [
             'Must include "token", or "email" and "code".']}),
         ({"code": "123456", "new_password": NEW}, {"email": ["This field is required."]}),
-        ({"token": True, "new_password": NEW}, {"token": ["Not a valid string."]}),  # DRF: a number would be its str()
+        # A number would be its str() (DRF's CharField); a boolean is the wrong type.
+        ({"token": True, "new_password": NEW}, {"token": ["Not a valid string."]}),
     ):
         r = client.post("/api/password-reset/confirm/", json=body)
         assert (r.status_code, r.get_json()) == (400, errors), body
