@@ -103,9 +103,11 @@ class Config:
     MAIL_RETRY_BASE = Env("MAIL_RETRY_BASE", 5, as_int)
     MAIL_RETRY_MAX = Env("MAIL_RETRY_MAX", 3600, as_int)
     MAIL_POLL_INTERVAL = Env("MAIL_POLL_INTERVAL", 5, as_int)
-    # A claimed row whose sender died is retried after this many seconds;
-    # it must exceed MAIL_TIMEOUT times the number of SMTP round trips.
-    MAIL_CLAIM_LEASE = Env("MAIL_CLAIM_LEASE", 300, as_int)
+    # A claimed row whose sender died is retried after this many seconds (at once
+    # when the sender was a process of this host that is gone). A batch renews its
+    # claims every third of this while it is being sent, and gives back what it has
+    # not sent after half of it.
+    MAIL_CLAIM_LEASE = Env("MAIL_CLAIM_LEASE", 10, as_int)
     OUTBOX_AUTOSTART = Env("OUTBOX_AUTOSTART", True, as_bool)
 
     FRONTEND_URL = Env("FRONTEND_URL", "http://127.0.0.1:5000")

@@ -19,6 +19,7 @@ from . import outbox
 log = logging.getLogger(__name__)
 
 _STATE_KEY = "regapp.outbox"
+COALESCE_SECONDS = 0.02
 _dispatch_lock = threading.Lock()
 _apps: weakref.WeakSet = weakref.WeakSet()  # apps that ran a dispatcher in this process
 
@@ -41,7 +42,11 @@ def _run(app, stop: threading.Event) -> None:
             # The class only: a database error's text can hold SQL parameters.
             log.warning("outbox dispatcher pass failed (%s); retrying in %ss",
                         type(exc).__name__, interval)
-        outbox.wakeup.wait(timeout=interval)
+        # Sleeps on the event (set by a commit that queued mail, or at stop); the
+        # timeout is the poll for retries falling due and other processes' crashes.
+        if outbox.wakeup.wait(timeout=interval):
+            # Let the commits of a burst gather, so one pass sends them as a batch.
+            stop.wait(COALESCE_SECONDS)
         outbox.wakeup.clear()
 
 
