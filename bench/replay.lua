@@ -14,11 +14,16 @@ function init(args)
   local file, count = args[1], tonumber(args[2])
   lines, i = {}, 0
   local n = 0
+  local all = {}
   for line in io.lines(file) do
     n = n + 1
+    table.insert(all, line)
     if (n - tid) % count == 0 then
       table.insert(lines, line)
     end
+  end
+  if #lines == 0 then
+    lines = all -- fewer lines than threads (the bare GET): every thread sends them all
   end
 end
 

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +57,8 @@ REPEAT = int(os.environ.get("BENCH_REPEAT", "1" if QUICK else "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "4"))
 WRK_THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 SCALE_USERS = int(os.environ.get("BENCH_SCALE_USERS", "20000" if QUICK else "1000000"))
+# Pending users per confirm kind and repeat (more than a run can confirm).
+CONFIRM_SUPPLY = int(os.environ.get("BENCH_CONFIRM_SUPPLY", "5000" if QUICK else "30000"))
 GRACE = 3 if QUICK else 10  # mail received by the end of the run plus this many seconds
 PARTS = [p for p in os.environ.get(
     "BENCH_PARTS", "floor,cheap,confirm,slowsmtp,outbox,scale").split(",") if p]
@@ -270,33 +273,12 @@ class Bench:
         self.results["cheap"] = {"signups_per_s": regapp_rates, "bare_post_per_s": bare_rates,
                                  "ratios": ratios}
 
-    def harvest(self, server: Server, tag: str, count_hint: int) -> Path:
-        """Sign up users (cheap hash server) until the sink has ``count_hint`` mails;
-        return a file of their (address, link path, code)."""
-        prefix = self.prefix(tag)
-        total = 0
-        while total < count_hint:
-            run = signups(server, prefix + f"{total}y", duration=2)
-            total += run["requests"] - run["bad_status"]
-        wait_for_mail(self.sink, prefix, total, GRACE + 5)
-        path = self.workdir / f"{prefix}.tsv"
-        self.sink.ask(f"dump {prefix} {path}")
-        return path
-
-    @staticmethod
-    def replay_files(harvest: Path, workdir: Path) -> tuple[Path, Path, int]:
-        """Half the harvested users confirm by link, the other half by code."""
-        rows = [line.split("\t") for line in harvest.read_text().splitlines()]
-        links, codes = workdir / "links.txt", workdir / "codes.txt"
-        half = len(rows) // 2
-        with open(links, "w") as out:
-            for _, link, _ in rows[:half]:
-                out.write("GET\t/api" + link + "\n")
-        with open(codes, "w") as out:
-            for email, _, code in rows[half:]:
-                out.write("POST\t/api/users/validation\t"
-                          + json.dumps({"email": email, "token": code}) + "\n")
-        return links, codes, half
+    def pending(self, url: str, n: int) -> tuple[Path, Path, int]:
+        """``n`` pending users confirming by link and ``n`` by code: replay files."""
+        prefix = self.prefix("pend")
+        links, codes = self.workdir / f"{prefix}-links.txt", self.workdir / f"{prefix}-codes.txt"
+        bulk_users(url, 2 * n, prefix=prefix, pending=(links, codes))
+        return links, codes, n
 
     def replay(self, server: Server, path: Path, lines: int, duration: int) -> dict:
         run = wrk(server.url("/"), "replay.lua", str(path), str(WRK_THREADS),
@@ -305,15 +287,15 @@ class Bench:
         return run
 
     def part_confirm(self) -> None:
-        server = regapp_server(self.dbs.new(), self.sink, self.workdir, CHEAP)
+        url = self.dbs.new()
+        server = regapp_server(url, self.sink, self.workdir, CHEAP)
         bare = bare_server(self.sink, self.workdir)
         out = {"link_per_s": [], "code_per_s": [], "bare_get_per_s": [], "link_ratios": [],
                "code_ratios": [], "runs": []}
         duration = max(2, DURATION // 3)
         try:
             for _ in range(REPEAT):
-                harvest = self.harvest(server, "conf", 1200 if QUICK else 6000)
-                links, codes, n = self.replay_files(harvest, self.workdir)
+                links, codes, n = self.pending(url, CONFIRM_SUPPLY)
                 link = self.replay(server, links, n, duration)
                 code = self.replay(server, codes, n, duration)
                 ping = wrk(bare.url("/ping"), "replay.lua", str(self._ping_file()),
@@ -328,6 +310,8 @@ class Bench:
         finally:
             server.stop(timeout=30)
             bare.stop()
+        if any(r[k]["reused_lines"] for r in out["runs"] for k in ("link", "code")):
+            log("bench: confirm ran out of pending users; raise BENCH_CONFIRM_SUPPLY")
         self.results["confirm"] = out
 
     def _ping_file(self) -> Path:
@@ -390,8 +374,7 @@ class Bench:
                 signup_p50, link_p50, code_p50 = [], [], []
                 for _ in range(REPEAT):
                     signup_p50.append(signups(server, self.prefix("sc"))["p50_us"] / 1000)
-                    harvest = self.harvest(server, "scc", 600 if QUICK else 3000)
-                    links, codes, n = self.replay_files(harvest, self.workdir)
+                    links, codes, n = self.pending(url, CONFIRM_SUPPLY)
                     duration = max(2, DURATION // 3)
                     link_p50.append(self.replay(server, links, n, duration)["p50_us"] / 1000)
                     code_p50.append(self.replay(server, codes, n, duration)["p50_us"] / 1000)
@@ -429,8 +412,12 @@ def queue_messages(url: str, prefix: str, n: int) -> None:
     engine.dispose()
 
 
-def bulk_users(url: str, n: int) -> None:
-    """``n`` confirmed users with one shared hash: COPY on PostgreSQL, executemany on SQLite."""
+def bulk_users(url: str, n: int, prefix: str = "filler",
+               pending: tuple[Path, Path] | None = None) -> None:
+    """``n`` confirmed users with one shared hash: COPY on PostgreSQL, executemany on
+    SQLite. With ``pending`` (two paths) they are unconfirmed instead, each with a
+    confirmation code, and the paths get replay lines: half confirm by link (a token
+    signed with the bench's SECRET_KEY, as the server's mail would carry), half by code."""
     from regapp import create_app  # noqa: PLC0415
     from regapp.core import identity  # noqa: PLC0415
     from regapp.core import passwords  # noqa: PLC0415
@@ -452,10 +439,10 @@ def bulk_users(url: str, n: int) -> None:
         for start in range(0, n, chunk):
             rows = []
             for i in range(start, min(n, start + chunk)):
-                name, email = f"filler{i}", f"filler{i}@example.org"
+                name, email = f"{prefix}{i}", f"{prefix}{i}@example.org"
                 rows.append((name, identity.username_key(name), email,
-                             identity.email_key(email), pw_hash, "customer", True, stamp, 0,
-                             stamp, "jwt", 0, False, 0, 0))
+                             identity.email_key(email), pw_hash, "customer", not pending,
+                             None if pending else stamp, 0, stamp, "jwt", 0, False, 0, 0))
             if PG:
                 raw = engine.raw_connection()
                 try:
@@ -470,11 +457,47 @@ def bulk_users(url: str, n: int) -> None:
                 with engine.begin() as conn:
                     conn.execute(sa.insert(User.__table__),
                                  [dict(zip(columns, row, strict=True)) for row in rows])
+        if pending:
+            _confirmations(engine, prefix, pending)
         if PG:
             with engine.connect() as conn:
                 conn.execute(sa.text("ANALYZE users"))
                 conn.commit()
         engine.dispose()
+
+
+def _confirmations(engine, prefix: str, paths: tuple[Path, Path]) -> None:
+    """A code row for each pending ``prefix`` user; replay lines for link and code."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from regapp.core import tokens  # noqa: PLC0415
+    from regapp.models import EmailConfirmation  # noqa: PLC0415
+    from regapp.models import User  # noqa: PLC0415
+    from regapp.models import utcnow  # noqa: PLC0415
+
+    with engine.connect() as conn:
+        users = conn.execute(sa.select(User.id, User.email, User.email_key)
+                             .where(User.username.startswith(prefix))
+                             .order_by(User.id)).all()
+    stamp = utcnow()
+    expires = stamp + timedelta(days=1)
+    rows, links, codes = [], [], []
+    for i, (user_id, email, email_key) in enumerate(users):
+        user = SimpleNamespace(id=user_id, email_key=email_key)
+        code = tokens.new_code()
+        rows.append({"user_id": user_id, "attempts": 0, "expires_at": expires,
+                     "created_at": stamp,
+                     "code_hash": tokens.hash_code(tokens.code_subject(user), code)})
+        if i % 2:
+            codes.append("POST\t/api/users/validation\t"
+                         + json.dumps({"email": email, "token": code}))
+        else:
+            links.append("GET\t/api/confirm-email/?token_id="
+                         + tokens.make_confirm_token(user))
+    with engine.begin() as conn:
+        conn.execute(sa.insert(EmailConfirmation.__table__), rows)
+    paths[0].write_text("\n".join(links) + "\n")
+    paths[1].write_text("\n".join(codes) + "\n")
 
 
 def explain_hot_queries(url: str, sink: Sink) -> list[dict]:
