@@ -348,8 +348,8 @@ def test_e1_smtp_down_signups_are_fast_and_identical_then_delivered_once(
 def test_e2_blackholed_smtp_times_out_backs_off_then_delivers_once(launch, sink, database_url):
     hole = Blackhole(sink.port)
     try:
-        # MAIL_CLAIM_LEASE stays at its 300 s default: rows must be given back, not expire.
-        server = launch(sink.port, MAIL_TIMEOUT=2)
+        # A 300 s MAIL_CLAIM_LEASE: rows must be given back, not expire.
+        server = launch(sink.port, MAIL_TIMEOUT=2, MAIL_CLAIM_LEASE=300)
         register_many([server.base], "first", 10)
         time.sleep(0.5)  # both workers' senders now wait on the silent port
         signups = register_many([server.base], "hole", 20, threads=2)
@@ -514,14 +514,15 @@ def test_e8_preload_recycling_sighup_sigterm_lose_and_repeat_nothing(launch, sin
     # --preload: the app (and a dispatcher) start in the master, before fork();
     # --max-requests: workers are replaced while they have mail to send.
     sink.start()
-    server = launch(sink.port, "-w", "2", "--preload", "--max-requests", "10")
+    server = launch(sink.port, "-w", "2", "--preload", "--max-requests", "10",
+                    MAIL_CLAIM_LEASE=300)
     register_many([server.base], "cycle", 30)
     # (the last check below also catches any duplicate sent in this phase)
     assert len(assert_each_once(sink, database_url, settle=0)) == 30
     assert server.log().count("Autorestarting worker") >= 2
 
     # SIGHUP, then SIGTERM, while a slow SMTP server takes a backlog: graceful stops
-    # give back their claims (MAIL_CLAIM_LEASE stays at 300 s), so none waits for a lease.
+    # give back their claims (MAIL_CLAIM_LEASE is 300 s here), so none waits for a lease.
     sink.stop()
     register_many([server.base], "term", 20)
     sink.recorder.delay = 0.5
