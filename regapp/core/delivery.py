@@ -30,6 +30,8 @@ from .outbox import PermanentFailure
 # "sent" is committed once per this many accepted messages, or this often.
 SENT_GROUP = 20
 SENT_GROUP_SECONDS = 0.5
+# A batch sends for at most this long, then gives the rest back and claims again.
+BATCH_SECONDS = 2.0
 # CRLF line ends; 7bit so non-ASCII bodies are encoded for servers without 8BITMIME.
 MIME_POLICY = email.policy.SMTP.clone(cte_type="7bit")
 
@@ -149,7 +151,15 @@ def _connection_survives(exc: Exception) -> bool:
 
 def send_due(limit: int = BATCH_SIZE, stop: threading.Event | None = None) -> dict[str, int]:
     """Claim and deliver a batch of what is due now, over one SMTP connection;
-    return counts by outcome.
+    return counts by outcome (see ``send_batch``)."""
+    return send_batch(limit, stop)[0]
+
+
+def send_batch(limit: int = BATCH_SIZE,
+               stop: threading.Event | None = None) -> tuple[dict[str, int], bool]:
+    """Claim and deliver a batch of what is due now, over one SMTP connection;
+    return counts by outcome and whether messages were given back unsent at the
+    batch's time limit (more is due at once).
 
     The batch is claimed in one statement and loaded in one query; "sent" is
     committed once per group of SENT_GROUP messages (or SENT_GROUP_SECONDS), so a
@@ -162,13 +172,14 @@ def send_due(limit: int = BATCH_SIZE, stop: threading.Event | None = None) -> di
     counts = {"sent": 0, "retry": 0, "failed": 0}
     todo = outbox.claim_due(limit)
     if not todo:
-        return counts
+        return counts, False
     app = current_app._get_current_object()
     accepted: list[int] = []  # the SMTP server said 250; "sent" not yet recorded
     host = None
     # The claims are renewed while the batch runs; still, a batch gives back what it
-    # has not sent after half a lease, so no sender sits on a backlog.
-    deadline = time.monotonic() + app.config["MAIL_CLAIM_LEASE"] / 2
+    # has not sent after BATCH_SECONDS (or half a lease), so a slow SMTP server never
+    # keeps a sender from the next claim pass, where a dead process's claims come first.
+    deadline = time.monotonic() + min(BATCH_SECONDS, app.config["MAIL_CLAIM_LEASE"] / 2)
     lease = outbox.leases.hold(app, todo)
     try:
         letters = _load(todo)
@@ -208,13 +219,14 @@ def send_due(limit: int = BATCH_SIZE, stop: threading.Event | None = None) -> di
         if accepted:
             outbox.mark_sent(accepted)
             accepted.clear()
+        given_back = bool(todo)
     finally:
         outbox.leases.drop(lease)
         if host is not None:
             _disconnect(host)
         if todo or accepted:
             outbox.release(todo, accepted)
-    return counts
+    return counts, given_back
 
 
 def _connect_or_defer(todo: list[int], letters: dict[int, Letter],

@@ -25,10 +25,11 @@ _apps: weakref.WeakSet = weakref.WeakSet()  # apps that ran a dispatcher in this
 
 
 def _drain(stop: threading.Event) -> None:
-    """Send batches while full ones keep coming; stop at the first sign of SMTP trouble."""
+    """Send batches while full ones keep coming (or one ran out of time with mail left);
+    stop at the first sign of SMTP trouble."""
     while not stop.is_set():
-        counts = delivery.send_due(stop=stop)
-        if counts["retry"] or sum(counts.values()) < outbox.BATCH_SIZE:
+        counts, more = delivery.send_batch(stop=stop)
+        if counts["retry"] or (sum(counts.values()) < outbox.BATCH_SIZE and not more):
             return
 
 

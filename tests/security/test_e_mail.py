@@ -440,7 +440,7 @@ def test_e4_worker_killed_under_load_its_claims_go_out_within_15_s(launch, sink,
     """``kill -9`` of a gunicorn worker whose dispatcher holds claims mid-batch: a live
     dispatcher on this host takes them over at once. The lease is 300 s here, so only
     that path delivers in time; each is re-sent at most once, with the same Message-ID."""
-    sink.recorder.delay = 0.1  # a slow server: batches are in flight when the kill comes
+    sink.recorder.delay = 0.05  # a slow server: batches are in flight when the kill comes
     sink.start()
     server = launch(sink.port, MAIL_CLAIM_LEASE=300, MAIL_POLL_INTERVAL=5)
     accepted: list[str] = []
