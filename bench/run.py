@@ -611,9 +611,9 @@ def explain_hot_queries(url: str, sink: Sink) -> list[dict]:
                 finally:
                     trans.rollback()
                 plan = " | ".join(" ".join(str(c) for c in row) for row in rows)
-                full_scan = ("Seq Scan on users" in plan if PG
-                             else re.search(r"\bSCAN (users|outbox_messages|email_confirmations)"
-                                            r"\b(?! USING)", plan) is not None)
+                tables = r"(users|outbox_messages|email_confirmations)\b"
+                full_scan = re.search((r"Seq Scan on " if PG else r"\bSCAN ") + tables
+                                      + r"(?! USING)", plan) is not None
                 plans.append({"sql": _short(statement), "plan": plan, "index": not full_scan})
         db.engine.dispose()
     return plans
