@@ -69,18 +69,20 @@ class Server:
     the count to gunicorn.conf.py; ``args`` go to gunicorn before ``wsgi:app``;
     ``env`` overrides the defaults below (``quick_mail=False`` keeps the mail
     timings of the configuration). ``start()`` may be called again after a stop
-    or a crash: same port, same database, the log is appended to.
+    or a crash: same port, same database, the log is appended to. ``app`` is the
+    WSGI target (the bench's bare Flask app uses it).
     """
 
     def __init__(self, database_url: str, *, mail_port: int, log_dir: Path,
                  workers: int | None = 2, env: dict | None = None, args: tuple = (),
-                 upgrade: bool = True, quick_mail: bool = True):
+                 upgrade: bool = True, quick_mail: bool = True, app: str = "wsgi:app"):
         self.database_url = database_url
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.workers = workers
         self.args = tuple(args)
         self.upgrade = upgrade
+        self.app = app
         self.log_path = Path(log_dir) / f"gunicorn-{self.port}.log"
         self.env = clean_env(**{
             "REGAPP_CONFIG": "development",
@@ -103,7 +105,7 @@ class Server:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [BIN / "gunicorn", "--bind", f"127.0.0.1:{self.port}",
-                 *workers, *self.args, "wsgi:app"],
+                 *workers, *self.args, self.app],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
         try:

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 
 from sqlalchemy import event
+from sqlalchemy import exc
 from sqlalchemy import make_url
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import Pool
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 PG_CONNECT_TIMEOUT_S = 5
+# A pooled server connection is pinged before use only after it sat idle this long
+# (a restarted database, a proxy's idle timeout); under load connections come back
+# within milliseconds and go out again without the round trip.
+PING_AFTER_IDLE_S = 1.0
+# Server connections are replaced after this long, before a proxy or firewall drops them.
+POOL_RECYCLE_S = 1800
 
 # Transactions on SQLite are left to sqlite3's own control on purpose: it runs
 # SELECTs outside any transaction and issues BEGIN just before the first write.
@@ -36,6 +45,35 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
     cursor.close()
 
 
+@event.listens_for(Pool, "checkin")
+def _note_idle_since(dbapi_connection, connection_record):
+    connection_record.info["idle_since"] = time.monotonic()
+
+
+@event.listens_for(Pool, "checkout")
+def _ping_if_idle(dbapi_connection, connection_record, connection_proxy):
+    """pool_pre_ping only where it pays: for a connection that sat idle, not per checkout.
+
+    A dead connection raises DisconnectionError, and the pool replaces it with a
+    fresh one (up to three tries) before the request sees anything.
+    """
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        return  # a file, not a server: nothing can drop it
+    idle_since = connection_record.info.pop("idle_since", None)
+    if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+        # psycopg opened a transaction for the SELECT: end it, the pool expects none.
+        dbapi_connection.rollback()
+    except Exception as error:  # noqa: BLE001 - any failure means: use another connection
+        raise exc.DisconnectionError(type(error).__name__) from None
+
+
 def init_app(app) -> None:
     """Bounded waits: SQLite's lock timeout, PostgreSQL's connect timeout."""
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
@@ -43,10 +81,12 @@ def init_app(app) -> None:
     connect_args = dict(options.get("connect_args") or {})
     if uri.startswith("sqlite"):
         connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
-    elif uri.startswith("postgresql") and "connect_timeout" not in make_url(uri).query:
-        # libpq waits for an unreachable host (no RST, just silence) for minutes;
-        # gunicorn would kill the worker first. This way the client gets a 503.
-        connect_args.setdefault("connect_timeout", PG_CONNECT_TIMEOUT_S)
+    elif uri.startswith("postgresql"):
+        options.setdefault("pool_recycle", POOL_RECYCLE_S)
+        if "connect_timeout" not in make_url(uri).query:
+            # libpq waits for an unreachable host (no RST, just silence) for minutes;
+            # gunicorn would kill the worker first. This way the client gets a 503.
+            connect_args.setdefault("connect_timeout", PG_CONNECT_TIMEOUT_S)
     else:
         return
     options["connect_args"] = connect_args

@@ -1,8 +1,8 @@
-"""Outbox delivery: connect, build and send what the queue says is due.
+"""Outbox delivery: claim a batch, send it over one SMTP connection, record it.
 
-A failed message closes the connection (the next one reconnects), so one
-poisoned message never blocks the rest of a batch; no transaction stays open
-across SMTP I/O.
+A message the server refuses is recorded and the session goes on (smtplib sends
+RSET); a broken connection is replaced, so one poisoned message never blocks the
+rest of a batch. No transaction stays open across SMTP I/O.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import threading
 import time
 from email.message import EmailMessage
 from email.utils import formatdate
+from typing import NamedTuple
 
 from flask import current_app
+from sqlalchemy import select
 
 from ..extensions import db
 from ..logs import event
@@ -29,6 +31,11 @@ from .outbox import PermanentFailure
 
 log = logging.getLogger(__name__)
 
+# "sent" is committed once per this many accepted messages, or this often.
+SENT_GROUP = 20
+SENT_GROUP_SECONDS = 0.5
+# A batch sends for at most this long, then gives the rest back and claims again.
+BATCH_SECONDS = 2.0
 # CRLF line ends; 7bit so non-ASCII bodies are encoded for servers without 8BITMIME.
 MIME_POLICY = email.policy.SMTP.clone(cte_type="7bit")
 
@@ -74,7 +81,7 @@ def _disconnect(host: smtplib.SMTP, polite: bool = True) -> None:
         host.close()
 
 
-def _build(row: OutboxMessage) -> bytes:
+def _build(row) -> bytes:
     """The message as sent; anything that can't be built now never will be."""
     try:
         row.to_addr.encode("ascii")
@@ -111,70 +118,133 @@ def _is_permanent(exc: Exception) -> bool:
     return False
 
 
-def send_due(limit: int = BATCH_SIZE, stop: threading.Event | None = None) -> dict[str, int]:
-    """Claim and deliver what is due now; return counts by outcome.
+class Letter(NamedTuple):
+    """What a batch needs of a claimed row once its transaction has ended."""
 
-    A failed message closes the connection (the next one reconnects), so one
-    poisoned message never blocks the rest of the batch. If this raises, the
-    claims it still holds are released, never left in ``sending``. Once ``stop``
-    is set the batch ends after the message in hand and gives the rest back.
+    id: int
+    attempts: int
+    to_addr: str
+    subject: str
+    body_text: str
+    body_html: str | None
+    message_id: str
+
+
+def _load(ids: list[int]) -> dict[int, Letter]:
+    """The claimed rows in one query, as plain tuples (no ORM identity map to expire)."""
+    rows = db.session.execute(
+        select(OutboxMessage.id, OutboxMessage.attempts, OutboxMessage.to_addr,
+               OutboxMessage.subject, OutboxMessage.body_text, OutboxMessage.body_html,
+               OutboxMessage.message_id)
+        .where(OutboxMessage.id.in_(ids))
+    ).all()
+    return {row.id: Letter(*row) for row in rows}
+
+
+def _connection_survives(exc: Exception) -> bool:
+    """True when the SMTP session can go on after ``exc``: the server refused this one
+    message (smtplib has sent RSET) or nothing was said to it at all."""
+    if isinstance(exc, PermanentFailure):
+        return True
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code != 421 for code, _ in exc.recipients.values())
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return exc.smtp_code != 421  # 421: the server is closing the connection
+    return False
+
+
+def send_due(limit: int = BATCH_SIZE, stop: threading.Event | None = None) -> dict[str, int]:
+    """Claim and deliver a batch of what is due now, over one SMTP connection;
+    return counts by outcome (see ``send_batch``)."""
+    return send_batch(limit, stop)[0]
+
+
+def send_batch(limit: int = BATCH_SIZE,
+               stop: threading.Event | None = None) -> tuple[dict[str, int], bool]:
+    """Claim and deliver a batch of what is due now, over one SMTP connection;
+    return counts by outcome and whether messages were given back unsent at the
+    batch's time limit (more is due at once).
+
+    The batch is claimed in one statement and loaded in one query; "sent" is
+    committed once per group of SENT_GROUP messages (or SENT_GROUP_SECONDS), so a
+    crash re-sends at most that group once more, with the same Message-IDs. A
+    message the server refuses is recorded and the session goes on after smtplib's
+    RSET; a broken connection is replaced for the next message. If this raises,
+    the claims it still holds are released, never left in ``sending``. Once
+    ``stop`` is set the batch ends after the message in hand and gives the rest back.
     """
     counts = {"sent": 0, "retry": 0, "failed": 0}
     todo = outbox.claim_due(limit)
+    if not todo:
+        return counts, False
+    app = current_app._get_current_object()
     accepted: list[int] = []  # the SMTP server said 250; "sent" not yet recorded
     host = None
-    # Give back what is left before the lease runs out, or another sender re-sends it.
-    deadline = time.monotonic() + current_app.config["MAIL_CLAIM_LEASE"] / 2
+    # The claims are renewed while the batch runs; still, a batch gives back what it
+    # has not sent after BATCH_SECONDS (or half a lease), so a slow SMTP server never
+    # keeps a sender from the next claim pass, where a dead process's claims come first.
+    deadline = time.monotonic() + min(BATCH_SECONDS, app.config["MAIL_CLAIM_LEASE"] / 2)
+    lease = outbox.leases.hold(app, todo)
     try:
+        letters = _load(todo)
+        # No transaction stays open across SMTP I/O: a slow SMTP server
+        # must never hold database locks that registrations wait for.
+        db.session.rollback()
+        from_addr = outbox.sender()
+        recorded = time.monotonic()
         # A worker shutting down (SIGTERM, --max-requests) waits only seconds for this
-        # thread; claims it still held would wait out MAIL_CLAIM_LEASE.
+        # thread; what it has not sent goes back to the queue.
         while todo and time.monotonic() < deadline and not (stop and stop.is_set()):
-            row = db.session.get(OutboxMessage, todo[0], populate_existing=True)
-            if row is None:  # deleted by an operator meanwhile
+            letter = letters.get(todo[0])
+            if letter is None:  # deleted by an operator meanwhile
                 todo.pop(0)
                 continue
             try:
-                data, to_addr = _build(row), row.to_addr
-                # No transaction stays open across SMTP I/O: a slow SMTP server
-                # must never hold database locks that registrations wait for.
-                db.session.rollback()
+                data = _build(letter)
                 if host is None:
-                    host = _connect_or_defer(todo, counts)
+                    host = _connect_or_defer(todo, letters, counts)
                     if host is None:
                         break
-                host.sendmail(outbox.sender(), [to_addr], data)
+                host.sendmail(from_addr, [letter.to_addr], data)
             except Exception as exc:  # noqa: BLE001 - every failure is recorded
-                if host is not None:
+                if host is not None and not _connection_survives(exc):
                     _disconnect(host, polite=False)
                     host = None
                 permanent = isinstance(exc, PermanentFailure) or _is_permanent(exc)
-                counts[_outcome(outbox.record_failure(row, exc, permanent))] += 1
+                counts[_outcome(outbox.record_failure(letter, exc, permanent))] += 1
                 todo.pop(0)
                 continue
             accepted.append(todo.pop(0))
+            counts["sent"] += 1
+            event(log, "delivered", "outbox message %s sent", letter.id, outbox_id=letter.id,
+                  attempts=letter.attempts + 1)
+            if len(accepted) >= SENT_GROUP or time.monotonic() - recorded >= SENT_GROUP_SECONDS:
+                outbox.mark_sent(accepted)
+                accepted.clear()
+                recorded = time.monotonic()
+        if accepted:
             outbox.mark_sent(accepted)
             accepted.clear()
-            counts["sent"] += 1
-            event(log, "delivered", "outbox message %s sent", row.id, outbox_id=row.id,
-                  kind=row.kind, attempts=row.attempts + 1,
-                  account_id=outbox.account_id_for(to_addr))
+        given_back = bool(todo)
     finally:
+        outbox.leases.drop(lease)
         if host is not None:
             _disconnect(host)
         if todo or accepted:
             outbox.release(todo, accepted)
-    return counts
+    return counts, given_back
 
 
-def _connect_or_defer(todo: list[int], counts: dict) -> smtplib.SMTP | None:
+def _connect_or_defer(todo: list[int], letters: dict[int, Letter],
+                      counts: dict) -> smtplib.SMTP | None:
     """Connect; if the server is unreachable, every message left missed this try."""
     try:
         return _connect()  # the caller holds no transaction during the connect
     except Exception as exc:  # noqa: BLE001 - recorded on each row
         while todo:
-            row = db.session.get(OutboxMessage, todo[0])
-            if row is not None:
-                counts[_outcome(outbox.record_failure(row, exc, permanent=False))] += 1
+            letter = letters.get(todo[0])
+            if letter is not None:
+                counts[_outcome(outbox.record_failure(letter, exc, permanent=False))] += 1
             todo.pop(0)
         return None
 

@@ -19,15 +19,17 @@ from . import outbox
 log = logging.getLogger(__name__)
 
 _STATE_KEY = "regapp.outbox"
+COALESCE_SECONDS = 0.02
 _dispatch_lock = threading.Lock()
 _apps: weakref.WeakSet = weakref.WeakSet()  # apps that ran a dispatcher in this process
 
 
 def _drain(stop: threading.Event) -> None:
-    """Send batches while full ones keep coming; stop at the first sign of SMTP trouble."""
+    """Send batches while full ones keep coming (or one ran out of time with mail left);
+    stop at the first sign of SMTP trouble."""
     while not stop.is_set():
-        counts = delivery.send_due(stop=stop)
-        if counts["retry"] or sum(counts.values()) < outbox.BATCH_SIZE:
+        counts, more = delivery.send_batch(stop=stop)
+        if counts["retry"] or (sum(counts.values()) < outbox.BATCH_SIZE and not more):
             return
 
 
@@ -41,7 +43,11 @@ def _run(app, stop: threading.Event) -> None:
             # The class only: a database error's text can hold SQL parameters.
             log.warning("outbox dispatcher pass failed (%s); retrying in %ss",
                         type(exc).__name__, interval)
-        outbox.wakeup.wait(timeout=interval)
+        # Sleeps on the event (set by a commit that queued mail, or at stop); the
+        # timeout is the poll for retries falling due and other processes' crashes.
+        if outbox.wakeup.wait(timeout=interval):
+            # Let the commits of a burst gather, so one pass sends them as a batch.
+            stop.wait(COALESCE_SECONDS)
         outbox.wakeup.clear()
 
 

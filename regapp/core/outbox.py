@@ -2,15 +2,23 @@
 
 Rows are added in the registering transaction and sent after it commits (see
 ``delivery``). Delivery is at-least-once: a sender that dies between the SMTP
-server's 250 and the "sent" commit re-sends once its claim lease expires, with
-the same Message-ID, so receivers can de-duplicate.
+server's 250 and the "sent" commit re-sends, with the same Message-ID, so
+receivers can de-duplicate. Claims record their owner (``host:pid``): a live
+dispatcher on the same host takes over the claims of a dead process at once;
+other claims are taken over when their lease (MAIL_CLAIM_LEASE, renewed while
+the batch is being sent) expires.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
+import os
 import secrets
+import socket
 import threading
+import time
 from datetime import timedelta
 from datetime import timezone
 
@@ -30,7 +38,10 @@ from ..models import utcnow
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 20
+BATCH_SIZE = 50
+# How often (at most) a dispatcher looks for claims of dead processes on its host.
+DEAD_OWNER_CHECK_S = 1.0
+MIN_RENEW_INTERVAL_S = 0.2
 # Set after a commit that queued mail; the dispatcher thread waits on it.
 wakeup = threading.Event()
 
@@ -77,47 +88,98 @@ class PermanentFailure(Exception):
     """The message itself can't be sent (bad address, bad header, 5xx reply)."""
 
 
-def _due_condition(now):
+def owner() -> str:
+    """Who holds a claim: ``host:pid`` of this process (recorded in ``claimed_by``)."""
+    return f"{_hostname()}:{os.getpid()}"
+
+
+@functools.cache
+def _hostname() -> str:
+    return socket.gethostname()[:200]
+
+
+def _alive(pid: int) -> bool:
+    """True unless process ``pid`` of this host is gone (or a zombie waiting to be reaped)."""
+    if pid <= 0:
+        return True  # not a process id: leave the claim to its lease
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process (EPERM): it exists
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+_dead_cache: dict = {"at": float("-inf"), "owners": ()}
+
+
+def _dead_owners() -> tuple[str, ...]:
+    """Owners of claims on this host whose process no longer exists (looked up once a
+    second at most): their claims are taken over at once, not after the lease."""
+    now = time.monotonic()
+    if now - _dead_cache["at"] < DEAD_OWNER_CHECK_S:
+        return _dead_cache["owners"]
+    prefix, me = _hostname() + ":", owner()
+    holders = db.session.scalars(
+        select(OutboxMessage.claimed_by).distinct()
+        .where(OutboxMessage.status == "sending",
+               OutboxMessage.claimed_by.startswith(prefix, autoescape=True))
+    ).all()
+    dead = tuple(who for who in holders
+                 if who != me and who[len(prefix):].isdigit()
+                 and not _alive(int(who[len(prefix):])))
+    _dead_cache.update(at=now, owners=dead)
+    return dead
+
+
+def _due_condition(now, dead_owners=()):
     lease = timedelta(seconds=current_app.config["MAIL_CLAIM_LEASE"])
+    lost = OutboxMessage.claimed_at < now - lease
+    if dead_owners:
+        lost = or_(lost, OutboxMessage.claimed_by.in_(dead_owners))
     return or_(
         and_(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now),
         # A claim whose sender died (crash between claim and mark) is taken again.
-        and_(OutboxMessage.status == "sending", OutboxMessage.claimed_at < now - lease),
+        and_(OutboxMessage.status == "sending", lost),
     )
 
 
 def claim_due(limit: int = BATCH_SIZE) -> list[int]:
-    """Atomically claim up to ``limit`` due messages; return their ids.
+    """Atomically claim up to ``limit`` due messages in one statement; return their ids.
 
-    PostgreSQL locks the candidates with ``FOR UPDATE SKIP LOCKED``; on every
-    database the conditional UPDATE's rowcount decides who owns a row, so two
-    workers or two instances never both claim it.
+    PostgreSQL locks the candidates with ``FOR UPDATE SKIP LOCKED``; SQLite runs
+    one writer at a time; on both the UPDATE re-checks that each row is still due,
+    so two workers or two instances never both claim it. A lost claim taken over
+    counts as an attempt, and one that used up its attempts is parked as ``failed``
+    (a message that kills its sender every time is not retried forever).
     """
     now = utcnow()
-    _park_lost_claims(now)
-    stmt = (
-        select(OutboxMessage.id)
-        .where(_due_condition(now))
-        .order_by(OutboxMessage.id)
-        .limit(limit)
-    )
-    if db.engine.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    claimed = []
     try:
-        for row_id in db.session.scalars(stmt).all():
-            result = db.session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == row_id, _due_condition(now))
-                # Taking over a lost claim counts as an attempt: a message that kills
-                # its sender every time must not be retried forever.
-                .values(status="sending", claimed_at=now,
-                        attempts=OutboxMessage.attempts
-                        + case((OutboxMessage.status == "sending", 1), else_=0))
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount == 1:
-                claimed.append(row_id)
+        due = _due_condition(now, _dead_owners())
+        candidates = select(OutboxMessage.id).where(due).order_by(OutboxMessage.id).limit(limit)
+        if db.engine.dialect.name == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        taken_over = OutboxMessage.status == "sending"
+        used_up = and_(taken_over, OutboxMessage.attempts + 1
+                       >= current_app.config["MAIL_MAX_ATTEMPTS"])
+        result = db.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(candidates.scalar_subquery()), due)
+            .values(status=case((used_up, "failed"), else_="sending"),
+                    claimed_at=case((used_up, None), else_=now),
+                    claimed_by=case((used_up, None), else_=owner()),
+                    last_error=case((used_up, "sender lost its claim too often"),
+                                    else_=OutboxMessage.last_error),
+                    attempts=OutboxMessage.attempts + case((taken_over, 1), else_=0))
+            .returning(OutboxMessage.id, OutboxMessage.status)
+            .execution_options(synchronize_session=False)
+        )
+        claimed = sorted(row_id for row_id, status in result if status == "sending")
         db.session.commit()
     except BaseException:
         db.session.rollback()
@@ -125,24 +187,86 @@ def claim_due(limit: int = BATCH_SIZE) -> list[int]:
     return claimed
 
 
-def _park_lost_claims(now) -> None:
-    """Park rows whose claims were lost so often that they used up their attempts."""
-    lease = timedelta(seconds=current_app.config["MAIL_CLAIM_LEASE"])
-    db.session.execute(
+def renew(ids) -> int:
+    """Extend this process's claims on ``ids`` (a batch still being sent) and commit."""
+    if not ids:
+        return 0
+    result = db.session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.status == "sending", OutboxMessage.claimed_at < now - lease,
-               OutboxMessage.attempts + 1 >= current_app.config["MAIL_MAX_ATTEMPTS"])
-        .values(status="failed", attempts=OutboxMessage.attempts + 1,
-                last_error="sender lost its claim too often")
+        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "sending",
+               OutboxMessage.claimed_by == owner())
+        .values(claimed_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+    db.session.commit()
+    return result.rowcount
+
+
+class LeaseKeeper:
+    """One thread per process renews the claims of the batches being sent, every third
+    of MAIL_CLAIM_LEASE, so the lease can be short (a dead sender's mail goes out
+    soon) and still never runs out under a sender stuck in one slow SMTP call.
+    It sleeps on an event while no batch is under way."""
+
+    def __init__(self):
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._batches: dict[int, tuple] = {}
+        self._wake = threading.Event()
+        self._tokens = itertools.count()
+        self._pid = None
+
+    def hold(self, app, ids: list[int]) -> int:
+        """Keep ``ids`` (the live list a batch pops from) claimed until ``drop``."""
+        token = next(self._tokens)
+        with self._lock:
+            self._batches[token] = (app, ids, time.monotonic())
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, daemon=True,
+                                 name="regapp-outbox-lease").start()
+        self._wake.set()
+        return token
+
+    def drop(self, token: int) -> None:
+        with self._lock:
+            self._batches.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                batches = list(self._batches.values())
+            if not batches:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            interval = max(min(app.config["MAIL_CLAIM_LEASE"] for app, _, _ in batches) / 3,
+                           MIN_RENEW_INTERVAL_S)
+            time.sleep(interval)
+            with self._lock:
+                batches = list(self._batches.values())
+            for app, ids, since in batches:
+                if time.monotonic() - since < interval or not ids:
+                    continue
+                try:
+                    with app.app_context():
+                        renew(list(ids))
+                except Exception as exc:  # noqa: BLE001 - the batch goes on; the lease may lapse
+                    log.warning("outbox: could not renew claims (%s)", type(exc).__name__)
+
+
+leases = LeaseKeeper()
 
 
 def mark(ids, **values) -> None:
-    """Update rows this sender still holds (status ``sending``) and commit."""
+    """Update rows this process still holds (status ``sending``, its claim) and commit."""
     db.session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "sending")
+        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "sending",
+               OutboxMessage.claimed_by == owner())
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -157,7 +281,7 @@ def mark_sent(ids) -> None:
 def _sent_values() -> dict:
     # The bodies hold the confirmation link and code: keep them no longer than needed.
     return {"status": "sent", "sent_at": utcnow(), "last_error": None,
-            "body_text": "", "body_html": None}
+            "body_text": "", "body_html": None, "claimed_by": None}
 
 
 def record_failure(row: OutboxMessage, exc: Exception, permanent: bool) -> str:
@@ -175,7 +299,7 @@ def record_failure(row: OutboxMessage, exc: Exception, permanent: bool) -> str:
     # Only the class and the SMTP reply go to the row and the log: no body, no token.
     error = f"{type(exc).__name__}: {exc}"[:500]
     mark([row.id], status=status, attempts=attempts, last_error=error, claimed_at=None,
-         next_attempt_at=utcnow() + timedelta(seconds=delay))
+         claimed_by=None, next_attempt_at=utcnow() + timedelta(seconds=delay))
     level = logging.ERROR if status == "failed" else logging.WARNING
     log.log(level, "outbox message %s attempt %s failed: %s%s -> %s", row.id, attempts,
             type(exc).__name__, f" {exc.smtp_code}" if hasattr(exc, "smtp_code") else "",
@@ -187,7 +311,7 @@ def record_failure(row: OutboxMessage, exc: Exception, permanent: bool) -> str:
 
 def release(todo: list[int], accepted: list[int]) -> None:
     """After an error or a long batch: give back the claims not tried, record the sent."""
-    for ids, values in ((todo, {"status": "pending", "claimed_at": None}),
+    for ids, values in ((todo, {"status": "pending", "claimed_at": None, "claimed_by": None}),
                         (accepted, None)):
         if not ids:
             continue

@@ -348,8 +348,8 @@ def test_e1_smtp_down_signups_are_fast_and_identical_then_delivered_once(
 def test_e2_blackholed_smtp_times_out_backs_off_then_delivers_once(launch, sink, database_url):
     hole = Blackhole(sink.port)
     try:
-        # MAIL_CLAIM_LEASE stays at its 300 s default: rows must be given back, not expire.
-        server = launch(sink.port, MAIL_TIMEOUT=2)
+        # A 300 s MAIL_CLAIM_LEASE: rows must be given back, not expire.
+        server = launch(sink.port, MAIL_TIMEOUT=2, MAIL_CLAIM_LEASE=300)
         register_many([server.base], "first", 10)
         time.sleep(0.5)  # both workers' senders now wait on the silent port
         signups = register_many([server.base], "hole", 20, threads=2)
@@ -437,6 +437,68 @@ def test_e4_crash_after_smtp_accepted_resends_once_with_the_same_message_id(
     assert len(rows) == 3
 
 
+def test_e4_worker_killed_under_load_its_claims_go_out_within_15_s(launch, sink, database_url):
+    """``kill -9`` of a gunicorn worker whose dispatcher holds claims mid-batch: a live
+    dispatcher on this host takes them over at once. The lease is 300 s here, so only
+    that path delivers in time; each is re-sent at most once, with the same Message-ID."""
+    sink.recorder.delay = 0.05  # a slow server: batches are in flight when the kill comes
+    sink.start()
+    server = launch(sink.port, MAIL_CLAIM_LEASE=300, MAIL_POLL_INTERVAL=5)
+    accepted: list[str] = []
+    stop = threading.Event()
+
+    def load(first):
+        for i in range(first, 10_000, 4):
+            if stop.is_set():
+                return
+            try:
+                if register(server.base, f"kill{i}", PROFILES[i % 5])["status"] == 201:
+                    accepted.append(f"kill{i}@example.com")
+            except (OSError, ValueError):
+                pass  # a request the killed worker had: no answer
+    loaders = [threading.Thread(target=load, args=(t,)) for t in range(4)]
+    for thread in loaders:
+        thread.start()
+    try:
+        def holder():
+            found = sa_rows(database_url, "SELECT claimed_by, message_id FROM outbox_messages "
+                                          "WHERE status = 'sending' AND claimed_by IS NOT NULL")
+            return found if len(found) >= 3 else None
+        claims = wait_until(holder, 30, "a dispatcher holding claims")
+        victim = claims[0][0]
+        os.kill(int(victim.rpartition(":")[2]), signal.SIGKILL)
+        killed_at = time.monotonic()
+        held = {mid for owner, mid in claims if owner == victim}
+        time.sleep(2)  # load goes on while the master replaces the worker
+    finally:
+        stop.set()
+        for thread in loaders:
+            thread.join(30)
+
+    # Everything the dead dispatcher held arrives within 15 s of the kill.
+    wait_until(lambda: held <= set(message_ids(sink)), 15 - (time.monotonic() - killed_at),
+               "the dead worker's claimed mail")
+    assert time.monotonic() - killed_at < 15
+    # Every accepted sign-up's mail arrives; only the dead worker's claims may arrive
+    # twice (sent before the crash, not yet recorded as sent), never three times.
+    rows = wait_until(lambda: all_sent(database_url), 30, "every row sent")
+    arrived = Counter(message_ids(sink))
+    assert max(arrived.values()) <= 2
+    assert {mid for mid, n in arrived.items() if n == 2} <= held
+    assert set(accepted) <= {m["To"] for m in sink.messages}
+    assert sorted(arrived) == sorted(mid for *_, mid in rows)
+    assert len(accepted) >= 10
+
+
+def sa_rows(database_url: str, sql: str) -> list[tuple]:
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(sa.text(sql))]
+    finally:
+        engine.dispose()
+
+
 # -- D5 many senders; E8 gunicorn lifecycle --------------------------------------------
 
 def test_d5_two_instances_of_two_workers_deliver_each_message_once(launch, sink, database_url):
@@ -453,14 +515,15 @@ def test_e8_preload_recycling_sighup_sigterm_lose_and_repeat_nothing(launch, sin
     # --preload: the app (and a dispatcher) start in the master, before fork();
     # --max-requests: workers are replaced while they have mail to send.
     sink.start()
-    server = launch(sink.port, "-w", "2", "--preload", "--max-requests", "10")
+    server = launch(sink.port, "-w", "2", "--preload", "--max-requests", "10",
+                    MAIL_CLAIM_LEASE=300)
     register_many([server.base], "cycle", 30)
     # (the last check below also catches any duplicate sent in this phase)
     assert len(assert_each_once(sink, database_url, settle=0)) == 30
     assert server.log().count("Autorestarting worker") >= 2
 
     # SIGHUP, then SIGTERM, while a slow SMTP server takes a backlog: graceful stops
-    # give back their claims (MAIL_CLAIM_LEASE stays at 300 s), so none waits for a lease.
+    # give back their claims (MAIL_CLAIM_LEASE is 300 s here), so none waits for a lease.
     sink.stop()
     register_many([server.base], "term", 20)
     sink.recorder.delay = 0.5
