@@ -305,7 +305,7 @@ def record_failure(row: OutboxMessage, exc: Exception, permanent: bool) -> str:
             type(exc).__name__, f" {exc.smtp_code}" if hasattr(exc, "smtp_code") else "",
             status, extra={"event": "delivery_failed", "outbox_id": row.id, "kind": row.kind,
                            "attempts": attempts, "status": status,
-                           "account_id": account_id_for(row.to_addr)})
+                           "account_id": row.account_id})
     return status
 
 
@@ -347,17 +347,6 @@ def sender() -> str:
     """The From header: ``MAIL_DEFAULT_SENDER``, a string or a (name, address) pair."""
     value = current_app.config["MAIL_DEFAULT_SENDER"]
     return f"{value[0]} <{value[1]}>" if isinstance(value, tuple) else value
-
-
-def account_id_for(address: str) -> int | None:
-    """The account a message goes to (for the logs, which never show the address)."""
-    from ..models import User  # noqa: PLC0415
-    from .identity import email_key  # noqa: PLC0415
-
-    try:
-        return db.session.scalar(select(User.id).where(User.email_key == email_key(address)))
-    except Exception:  # noqa: BLE001 - a log detail never breaks delivery
-        return None
 
 
 def stats() -> dict:
