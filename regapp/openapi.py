@@ -102,7 +102,7 @@ class _Builder:
             op["parameters"] = [_clean(p) for p in self.plugin.converter.schema2parameters(
                 doc.query, location="query")]
         if doc.body is not None:
-            body = _aliased(self.json_schema(doc.body), doc.aliases or {})
+            body = _variants(self.json_schema(doc.body), doc.one_of, doc.aliases or {})
             op["requestBody"] = {"required": True, "content": {
                 media: {"schema": profile.body_schema(copy.deepcopy(body),
                                                       form=media != "application/json")}
@@ -167,18 +167,34 @@ def _first_line(module) -> str:
     return (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else ""
 
 
-def _aliased(schema: dict, aliases: dict) -> dict:
-    """A body where ``alias`` stands in for the required ``field`` when that is absent."""
-    variants = [schema]
-    for field, alias in aliases.items():
-        if field not in schema.get("required", ()):
-            continue
-        variant = copy.deepcopy(schema)
-        variant["properties"][alias] = copy.deepcopy(schema["properties"][field])
-        variant["required"] = [alias if name == field else name for name in schema["required"]]
-        variant["not"] = {"required": [field]}
-        variants.append(variant)
-    return schema if len(variants) == 1 else {"anyOf": variants}
+def _variants(schema: dict, one_of: tuple, aliases: dict) -> dict:
+    """The bodies a route accepts: one per group of ``one_of`` (that group required,
+    the fields of the groups before it absent, since those would decide), and for
+    each, one where ``alias`` stands in for a required ``field`` that is absent."""
+    required = list(schema.get("required", ()))
+    groups = [(sorted({*required, *fields}),
+               [f for earlier in one_of[:i] for f in earlier if f not in fields])
+              for i, fields in enumerate(one_of)] or [(required, [])]
+    variants = []
+    for names, absent in groups:
+        variants.append(_variant(schema, names, absent))
+        for field, alias in aliases.items():
+            if field in names:
+                variant = _variant(schema, [alias if n == field else n for n in names],
+                                   [*absent, field])
+                variant["properties"][alias] = copy.deepcopy(schema["properties"][field])
+                variants.append(variant)
+    return variants[0] if len(variants) == 1 else {"anyOf": variants}
+
+
+def _variant(schema: dict, required: list, absent: list) -> dict:
+    variant = copy.deepcopy(schema)
+    if required:
+        variant["required"] = required
+    if absent:
+        variant["not"] = ({"required": absent} if len(absent) == 1
+                          else {"anyOf": [{"required": [name]} for name in absent]})
+    return variant
 
 
 def _clean(value):

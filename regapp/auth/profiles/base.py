@@ -267,9 +267,13 @@ class Profile:
         the profile takes JSON numbers for text fields (DRF's ``CharField``), the
         JSON body says so: ``"type": ["string", "number"]``."""
         if self.numbers_as_strings and not form:
-            for prop in schema.get("properties", {}).values():
-                if prop.get("type") == "string":
-                    prop["type"] = ["string", "number"]
+            for variant in schema.get("anyOf", [schema]):
+                for prop in variant.get("properties", {}).values():
+                    kind = prop.get("type")
+                    if kind == "string":
+                        prop["type"] = ["string", "number"]
+                    elif isinstance(kind, list) and "string" in kind and "number" not in kind:
+                        prop["type"] = [*kind, "number"]
         return schema
 
     def common_replies(self, doc: RouteDoc) -> list[tuple[int, Reply]]:
@@ -277,8 +281,9 @@ class Profile:
         out = []
         if doc.body is not None:
             out += [
-                (self.field_error_status, Reply("The input is invalid (shape, taken, "
-                                                 "password policy)", self.field_error_schema())),
+                (self.field_error_status, doc.field_errors or Reply(
+                    "The input is invalid (shape, taken, password policy)",
+                    self.field_error_schema())),
                 (400, Reply("The body is not JSON, or not a JSON object",
                             self.malformed_schema())),
                 (413, Reply("The body is too large", self.error_schema(413))),
@@ -403,7 +408,10 @@ class RouteDoc:
     ``query``: the marshmallow schema of the query parameters; ``responses``: the
     route's own answers by status, on top of those its profile gives every route
     (``Profile.common_replies``); ``auth``: the route reads ``Authorization``;
-    ``aliases``: fields this route accepts in place of another (``Profile.aliases``).
+    ``aliases``: fields this route accepts in place of another (``Profile.aliases``);
+    ``one_of``: groups of body fields of which the route needs one group, the first
+    one sent deciding (``(("token",), ("email", "code"))``); ``field_errors``: the
+    route's field-error answer where it is narrower than its profile's.
     """
 
     profile: Profile
@@ -413,13 +421,16 @@ class RouteDoc:
     responses: dict = None
     auth: bool = False
     aliases: dict = None
+    one_of: tuple = ()
+    field_errors: Reply | None = None
 
 
 OPENAPI_ATTRIBUTE = "regapp_openapi"
 
 
 def route(bp: Blueprint, rule: str, purpose: str | None, methods=("POST",), *, body=None,
-          query=None, responses=None, auth=False, aliases=None, **options):
+          query=None, responses=None, auth=False, aliases=None, one_of=(),
+          field_errors=None, **options):
     """``bp.route`` that also declares the route's rate-limit purpose (limits.py) and,
     for the OpenAPI document, its request schemas and its answers (``RouteDoc``).
 
@@ -433,7 +444,8 @@ def route(bp: Blueprint, rule: str, purpose: str | None, methods=("POST",), *, b
         profile = getattr(bp, "regapp_profile", None)  # set by blueprint()
         if profile is not None:  # else undocumented: tests/test_openapi.py says so
             doc = RouteDoc(profile, purpose, body, query, dict(responses or {}), auth,
-                           {**profile.aliases, **(aliases or {})})
+                           {**profile.aliases, **(aliases or {})}, tuple(one_of),
+                           field_errors)
             setattr(view, OPENAPI_ATTRIBUTE, doc)
         return bp.route(rule, methods=list(methods), **options)(view)
     return add

@@ -23,6 +23,7 @@ from .. import limits
 from ..credentials import CHALLENGE
 from ..credentials import Unauthenticated
 from ..credentials import current_user
+from .base import CODE_PATTERN
 from .base import Email
 from .base import ProfileSchema
 from .base import ProfileSpec
@@ -32,6 +33,7 @@ from .base import account
 from .base import blueprint
 from .base import route
 from .django_rules import DETAIL
+from .django_rules import FIELD_ERRORS
 from .django_rules import PASSWORD_MESSAGES
 from .django_rules import DetailProfile
 from .django_rules import password_message
@@ -61,6 +63,20 @@ ME = {"type": "object",
                      "is_email_confirmed": {"type": "boolean"}}}
 UNAUTHENTICATED = {"type": "object", "required": ["detail"],
                    "properties": {"detail": {"type": "string"}, "code": {"type": "string"}}}
+# The other bodies of the shared routes, for the OpenAPI document.
+LOGGED_IN = {"type": "object", "required": ["refresh", "access", "device_token"],
+             "properties": {"refresh": {"type": "string"}, "access": {"type": "string"},
+                            "device_token": {"type": "string"}}}
+ROTATED = {"type": "object", "required": ["access", "refresh"],
+           "properties": {"access": {"type": "string"}, "refresh": {"type": "string"}}}
+LOGGED_OUT = {"type": "object", "maxProperties": 0}
+TOKEN_REFUSED = {"type": "object", "required": ["detail", "code"],
+                 "properties": {"detail": {"const": TOKEN_NOT_VALID["detail"]},
+                                "code": {"const": TOKEN_NOT_VALID["code"]}}}
+WRONG_CREDENTIALS = {"type": "object", "required": ["detail"],
+                     "properties": {"detail": {"const": NO_ACCOUNT["detail"]}}}
+RESET_OK = {"type": "object", "required": ["detail"],
+            "properties": {"detail": {"const": RESET_DONE["detail"]}}}
 
 
 class CommonProfile(DetailProfile):
@@ -102,7 +118,7 @@ class ResetSchema(ProfileSchema):
 class ResetConfirmSchema(ProfileSchema):
     token = Text()
     email = Text(max_length=320)
-    code = Text()
+    code = Text(pattern=CODE_PATTERN)
     new_password = Text(required=True, strip=False, max_length=4096)
 
 
@@ -134,7 +150,12 @@ def identifier_of(data: dict) -> str:
     return value
 
 
-@route(bp, "/login/", limits.TOKEN, endpoint="login")
+@route(bp, "/login/", limits.TOKEN, endpoint="login", body=login_schema,
+       one_of=(("username",), ("email",)), responses={
+           200: Reply("A token pair and the device token", LOGGED_IN),
+           401: Reply("No active account with these credentials (also once the account's "
+                      "login is throttled and no device token of it was sent)",
+                      WRONG_CREDENTIALS, headers=("WWW-Authenticate",))})
 def login():
     """Log in with an email or username and the password: the jwt profile's pair and
     a device token (send it back as ``device_token`` on later logins)."""
@@ -149,7 +170,12 @@ def login():
                          "device_token": core_login.device_token(user)}, 200)
 
 
-@route(bp, "/token/refresh/", limits.TOKEN, endpoint="token_refresh")
+@route(bp, "/token/refresh/", limits.TOKEN, endpoint="token_refresh", body=refresh_schema,
+       responses={
+           200: Reply("A new pair; the presented refresh token is refused from now on",
+                      ROTATED),
+           401: Reply("Invalid, expired, revoked or already rotated refresh token",
+                      TOKEN_REFUSED, headers=("WWW-Authenticate",))})
 def token_refresh():
     """simplejwt's TokenRefreshView with ROTATE_REFRESH_TOKENS: a new pair; the
     presented refresh token is refused from then on (reuse revokes its family)."""
@@ -161,7 +187,10 @@ def token_refresh():
     return profile.json({"access": access, "refresh": refresh}, 200)
 
 
-@route(bp, "/logout/", limits.TOKEN, endpoint="logout")
+@route(bp, "/logout/", limits.TOKEN, endpoint="logout", body=refresh_schema, responses={
+    200: Reply("This login's refresh tokens are revoked", LOGGED_OUT),
+    401: Reply("Invalid, expired or revoked refresh token", TOKEN_REFUSED,
+               headers=("WWW-Authenticate",))})
 def logout():
     """simplejwt's TokenBlacklistView: the refresh token's family (this login) is
     revoked; the account's other logins live on."""
@@ -173,7 +202,9 @@ def logout():
     return profile.json({}, 200)
 
 
-@route(bp, "/password-reset/", limits.RESET, endpoint="password_reset")
+@route(bp, "/password-reset/", limits.RESET, endpoint="password_reset", body=reset_schema,
+       responses={202: Reply(
+           "Accepted; the same answer whether or not the address has an account", DETAIL)})
 def password_reset():
     """Mail a reset link and code; the same answer, never sooner than the code
     check's floor, whether or not the address has an account."""
@@ -194,7 +225,11 @@ def policy_for(user):
     return DjangoPolicy()
 
 
-@route(bp, "/password-reset/confirm/", limits.RESET, endpoint="password_reset_confirm")
+@route(bp, "/password-reset/confirm/", limits.RESET, endpoint="password_reset_confirm",
+       body=reset_confirm_schema, one_of=(("token",), ("email", "code")), responses={
+           200: Reply("The password is set, the address confirmed", RESET_OK),
+           400: Reply("Invalid or expired token or code, or the new password fails the "
+                      "account's policy", FIELD_ERRORS)})
 def password_reset_confirm():
     """Set a new password with the emailed link's token, or the address and its code."""
     data = profile.read(reset_confirm_schema)

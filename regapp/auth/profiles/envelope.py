@@ -136,6 +136,8 @@ RESULTS = {"type": "object",
                           "email": {"type": "string"}, "email_address": {"type": "string"},
                           "api_token": {"type": "string"}, "account_type": {"type": "string"}}}
 NO_RESULTS = {"type": "null"}
+LOGIN_RESULTS = {**RESULTS, "required": [*RESULTS["required"], "device_token"],
+                 "properties": {**RESULTS["properties"], "device_token": {"type": "string"}}}
 
 
 class EnvelopeProfile(Profile):
@@ -250,7 +252,18 @@ bp = blueprint(profile, __name__, register="/user/register", url_prefix="/v1")
 login_schema = LoginSchema()
 
 
-@route(bp, "/user/login", limits.TOKEN, endpoint="login")
+@route(bp, "/user/login", limits.TOKEN, endpoint="login", body=login_schema,
+       one_of=(("username",), ("email_address",)),
+       field_errors=Reply("Missing or invalid attributes; a password too long",
+                          envelope_schema(NO_RESULTS,
+                                          {"enum": [ERRORS[c] for c in (-3, -4, -5)]},
+                                          [-3, -4, -5], 400)),
+       responses={
+           200: Reply("Logged in: a fresh api_token (the previous one stops working) and "
+                      "the device token", envelope_schema(LOGIN_RESULTS, {"type": "null"},
+                                                          [0], 200)),
+           401: Reply("Wrong credentials (also once the account's login is throttled and "
+                      "no device token of it was sent)", profile.error_schema(401))})
 def login():
     """Log in with ``username`` (or ``email_address``/``email``) and ``password``: the
     registration's envelope with a fresh ``api_token`` (the previous one stops

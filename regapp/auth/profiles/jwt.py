@@ -53,6 +53,8 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="api"'}
 # simplejwt's bodies, for the OpenAPI document.
 PAIR = {"type": "object", "required": ["refresh", "access"],
         "properties": {"refresh": {"type": "string"}, "access": {"type": "string"}}}
+LOGGED_IN = {"type": "object", "required": ["refresh", "access", "device_token"],
+             "properties": {**PAIR["properties"], "device_token": {"type": "string"}}}
 SIGNED_UP = {"type": "object", "required": ["refresh", "access", "user"], "properties": {
     **PAIR["properties"],
     "user": {"type": "object",
@@ -156,7 +158,7 @@ obtain_schema = ObtainSchema()
 
 @route(bp, "/token/", limits.TOKEN, endpoint="token_obtain_pair", body=obtain_schema,
        aliases={"username": "email"}, responses={
-           200: Reply("A new token pair", PAIR),
+           200: Reply("A new token pair and the device token", LOGGED_IN),
            401: Reply("No active account with these credentials", DETAIL,
                       headers=("WWW-Authenticate",))})
 def token_obtain_pair():
