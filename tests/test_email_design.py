@@ -96,7 +96,7 @@ def test_the_code_works_on_the_page_with_only_drf_enabled(app, client, deliver, 
     assert client.post("/api/users/validation", json={"email": email, "token": code}) \
         .status_code == 404  # no profile of this deployment takes the code...
     text = text_part(msg)
-    page = re.search(r"address at (\S+):", text).group(1)
+    page = re.search(r"address, at\s+(\S+):", text).group(1)
     assert page == "http://127.0.0.1:5000/confirm-email/"  # ...the email points here
     r = client.get(PAGE)
     assert r.status_code == 200
