@@ -165,22 +165,22 @@ def reset_submit():
     token = single(request.form, "token") or ""
     password = single(request.form, "new_password")
     again = single(request.form, "new_password_again")
-    if not isinstance(password, str) or not password:
+    if not isinstance(password, str) or not password.strip():
+        # Only whitespace is blank, as in every profile; passwords are never trimmed.
         return _reset_page("ready", 400, token, ["Enter a new password."])
     if password != again:
         return _reset_page("ready", 400, token, ["The two passwords do not match."])
-    from .auth.profiles.common import policy_for  # noqa: PLC0415 - the profiles need the app
-    from .auth.profiles.django_rules import password_message  # noqa: PLC0415
+    from .auth.profiles.common import AccountPolicy  # noqa: PLC0415 - the profiles need the app
 
+    policy = AccountPolicy()
     try:
-        reset.reset_with_token(token, password, policy_for)
+        reset.reset_with_token(token, password, policy)
     except TokenExpired:
         return _reset_page("expired", 400)
     except TokenInvalid:
         return _reset_page("invalid", 400)
     except FieldErrors as exc:
-        return _reset_page("ready", 400, token,
-                           [password_message(e.code, e.params) for e in exc.errors])
+        return _reset_page("ready", 400, token, policy.words(exc)["new_password"])
     return _reset_page("done", 200)
 
 

@@ -257,6 +257,51 @@ def test_password_errors_follow_the_accounts_profile(app, client, runner, delive
     assert with_token(client, token, numeric).status_code == 200
 
 
+def test_password_errors_are_worded_by_the_accounts_profile(client, deliver):
+    """DRF's format (under new_password), the words of the profile the account signed
+    up with: Rails' for jsonapi, Laravel's for laravel (issue 10)."""
+    assert client.post("/api/users/registration", json={
+        "email": "rb@x.io", "password": PASSWORD, "password_confirmation": PASSWORD}
+    ).status_code == 201
+    assert client.post("/api/users/register", json={
+        "first_name": "La", "last_name": "Ra", "email": "lv@x.io", "postal_code": "1234 AB",
+        "password": PASSWORD}).status_code == 201
+    cases = {
+        "rb@x.io": {"short": ["New password is too short (minimum is 6 characters)"],
+                    "password": ["New password is too common"]},
+        "lv@x.io": {"short": ["The new password must be at least 8 characters."],
+                    "password": ["The given new password has appeared in a data leak. "
+                                 "Please choose a different new password."]},
+    }
+    for email, answers in cases.items():
+        ask(client, email)
+        _, token, _ = reset_mail(deliver, email)
+        for password, words in answers.items():
+            r = with_token(client, token, password)
+            assert (r.status_code, r.get_json()) == (400, {"new_password": words})
+
+
+def test_a_password_of_only_whitespace_is_blank(client, make_user, deliver):
+    make_user(email="alice@x.io")
+    ask(client, "alice@x.io")
+    _, token, code = reset_mail(deliver)
+    for blank in ("        ", "\t\t\t\t\t\t\t\t"):
+        r = with_token(client, token, blank)
+        assert (r.status_code, r.get_json()) == (
+            400, {"new_password": ["This field may not be blank."]})
+        r = with_code(client, "alice@x.io", code, blank)
+        assert (r.status_code, r.get_json()) == (
+            400, {"new_password": ["This field may not be blank."]})
+    page = client.get("/reset-password/", query_string={"token": token})
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
+    r = client.post("/reset-password/", data={"csrf_token": csrf.group(1), "token": token,
+                                              "new_password": "        ",
+                                              "new_password_again": "        "})
+    assert r.status_code == 400 and "Enter a new password." in r.get_data(as_text=True)
+    assert not logs_in(client, "alice@x.io", "        ")
+    assert with_token(client, token).status_code == 200  # the link still works after
+
+
 def test_field_errors(client):
     for body, errors in (
         ({}, {"new_password": ["This field is required."]}),

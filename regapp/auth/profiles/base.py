@@ -235,6 +235,13 @@ class Profile:
     def render_http_error(self, exc: HTTPException, status: int, text: str, headers: dict):
         raise NotImplementedError
 
+    def password_text(self, err: FieldError) -> str:
+        """One password-policy failure (``err``: a ``new_password`` error of a reset)
+        in this profile's words; Django's unless the profile says otherwise."""
+        from .django_rules import password_message  # noqa: PLC0415 - it imports this module
+
+        return password_message(err.code, err.params)
+
     def registered(self, result: registration.Registration):
         raise NotImplementedError
 

@@ -25,6 +25,7 @@ from ..credentials import Unauthenticated
 from ..credentials import current_user
 from .base import CODE_PATTERN
 from .base import Email
+from .base import Password
 from .base import ProfileSchema
 from .base import ProfileSpec
 from .base import Reply
@@ -119,7 +120,7 @@ class ResetConfirmSchema(ProfileSchema):
     token = Text()
     email = Text(max_length=320)
     code = Text(pattern=CODE_PATTERN)
-    new_password = Text(required=True, strip=False, max_length=4096)
+    new_password = Password(required=True, max_length=4096)
 
 
 profile = CommonProfile()
@@ -215,14 +216,24 @@ def password_reset():
     return profile.json({"detail": RESET_ACCEPTED}, 202)
 
 
-def policy_for(user):
-    """The password policy of the profile the account signed up through (Django's
-    for accounts without one: the CLI's, or older than the column)."""
-    specs = current_app.extensions.get("regapp.profiles") or ()
-    for spec in specs:
-        if spec.name == user.profile and spec.profile.policy is not None:
-            return spec.profile.policy
-    return DjangoPolicy()
+class AccountPolicy:
+    """The password rules, and their words, of the profile an account signed up
+    through (Django's for accounts without one: the CLI's, or older than the column).
+    Called by the reset core with the account; ``words`` then renders its refusal."""
+
+    def __init__(self):
+        self.profile = None
+
+    def __call__(self, user):
+        specs = current_app.extensions.get("regapp.profiles") or ()
+        self.profile = next((spec.profile for spec in specs if spec.name == user.profile
+                             and spec.profile.policy is not None), None)
+        return self.profile.policy if self.profile else DjangoPolicy()
+
+    def words(self, exc: FieldErrors) -> dict:
+        """DRF's ``{"new_password": [...]}``, each failure in the account's profile's words."""
+        wording = self.profile or profile
+        return {"new_password": [wording.password_text(err) for err in exc.errors]}
 
 
 @route(bp, "/password-reset/confirm/", limits.RESET, endpoint="password_reset_confirm",
@@ -233,11 +244,14 @@ def policy_for(user):
 def password_reset_confirm():
     """Set a new password with the emailed link's token, or the address and its code."""
     data = profile.read(reset_confirm_schema)
+    policy = AccountPolicy()
     if data.get("token"):
         try:
-            reset.reset_with_token(data["token"], data["new_password"], policy_for)
+            reset.reset_with_token(data["token"], data["new_password"], policy)
         except (TokenInvalid, TokenExpired):
             raise FieldErrors([FieldError("token", "token_invalid")]) from None
+        except FieldErrors as exc:
+            return profile.json(policy.words(exc), 400)
         return profile.json(RESET_DONE, 200)
     if not data.get("code"):
         raise FieldErrors([FieldError("non_field_errors", "need_secret")])
@@ -246,14 +260,14 @@ def password_reset_confirm():
     with timing.floor(current_app.config["CONFIRM_CODE_MIN_SECONDS"]) as wait:
         try:
             reset.reset_with_code(data["email"], data["code"], data["new_password"],
-                                  policy_for)
+                                  policy)
         except (CodeMismatch, TooManyAttempts, TokenExpired):
             # One answer for a wrong, used-up or expired code and an unknown address.
             db.session.rollback()
             raise FieldErrors([FieldError("code", "code_invalid")]) from None
-        except FieldErrors:
+        except FieldErrors as exc:
             db.session.rollback()
-            raise
+            return profile.json(policy.words(exc), 400)
         wait.waive()
     return profile.json(RESET_DONE, 200)
 

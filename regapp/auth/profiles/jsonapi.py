@@ -207,6 +207,9 @@ class JsonApiProfile(Profile):
         error = {"status": str(status), "title": title, "detail": text, "source": {}}
         return self.document([error], status, headers)
 
+    def password_text(self, err):
+        return detail(err.field, err.code, err.params)  # "New password is too short ..."
+
     def field_errors(self, exc):
         errors = []
         for err in exc.errors:

@@ -167,6 +167,9 @@ class LaravelProfile(Profile):
     def malformed(self, exc):
         return self.json({"message": "The request body is not a valid JSON object."}, 400)
 
+    def password_text(self, err):
+        return message(err.field, err.code, err.params)  # "The new password must be ..."
+
     def render_http_error(self, exc, status, text, headers):
         if status == 405 and "Allow" in headers:
             # Laravel lists the route's own methods; OPTIONS is Flask's addition.
