@@ -19,7 +19,7 @@ from . import outbox
 log = logging.getLogger(__name__)
 
 _STATE_KEY = "regapp.outbox"
-COALESCE_SECONDS = 0.02
+COALESCE_SECONDS = 0.2
 _dispatch_lock = threading.Lock()
 _apps: weakref.WeakSet = weakref.WeakSet()  # apps that ran a dispatcher in this process
 
