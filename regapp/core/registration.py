@@ -78,9 +78,9 @@ def register(data: dict, *, policy, account_type: str = "customer",
         raise FieldErrors(errors)
     # The hash comes before the first query: no transaction (or pooled connection)
     # is held while it runs, and what follows is one checkout and one transaction:
-    # the duplicate SELECT, the inserts, the commit. The unique constraints decide.
+    # the inserts and the commit. The unique constraints answer for duplicates (the
+    # INSERT's IntegrityError, then one SELECT names every field that is taken).
     password_hash = passwords.hash_password(data["password"])
-    _refuse_taken(ekey, ukey, data)
 
     user = User(
         username=username, username_key=ukey, email=email, email_key=ekey,
@@ -103,7 +103,7 @@ def register(data: dict, *, policy, account_type: str = "customer",
             extra = within(user)
         _commit_keeping_loaded()
     except IntegrityError as exc:
-        # A concurrent registration won the race: the constraint is the arbiter.
+        # Taken, perhaps by a concurrent registration: the constraint is the arbiter.
         db.session.rollback()
         _refused([err.field for err in _duplicate_fields(exc, ekey, ukey)], ekey, data)
     except Exception:
@@ -213,10 +213,12 @@ def _taken_fields(ekey: str | None, ukey: str | None) -> list[str]:
 
 
 def _duplicate_fields(exc: IntegrityError, ekey: str, ukey: str | None):
-    text = str(exc.orig)
-    fields = [name for name in ("username", "email") if f"{name}_key" in text]
-    if not fields:  # an unnamed constraint message: ask the database again
-        fields = _taken_fields(ekey, ukey)
+    # The database names one violated constraint; asking it names both fields when
+    # both are taken. A row gone meanwhile is still named by the message.
+    fields = _taken_fields(ekey, ukey)
+    if not fields:
+        text = str(exc.orig)
+        fields = [name for name in ("username", "email") if f"{name}_key" in text]
     if not fields:  # not a duplicate at all: a real error, not the client's fault
         raise exc
     return [FieldError(name, "unique") for name in fields]
