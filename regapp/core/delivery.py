@@ -27,7 +27,9 @@ from sqlalchemy import select
 from ..extensions import db
 from ..logs import event
 from ..models import OutboxMessage
+from ..models import User
 from . import outbox
+from .identity import email_key
 from .outbox import BATCH_SIZE
 from .outbox import PermanentFailure
 
@@ -186,18 +188,30 @@ class Letter(NamedTuple):
     body_text: str
     body_html: str | None
     message_id: str
-    kind: str  # for the failure log's "kind" field
+    kind: str  # for the logs' "kind" field
+    account_id: int | None = None  # for the logs
 
 
 def _load(ids: list[int]) -> dict[int, Letter]:
-    """The claimed rows in one query, as plain tuples (no ORM identity map to expire)."""
+    """The claimed rows in one query, as plain tuples (no ORM identity map to expire),
+    with the accounts they go to in one more (for the logs, which never show addresses)."""
     rows = db.session.execute(
         select(OutboxMessage.id, OutboxMessage.attempts, OutboxMessage.to_addr,
                OutboxMessage.subject, OutboxMessage.body_text, OutboxMessage.body_html,
                OutboxMessage.message_id, OutboxMessage.kind)
         .where(OutboxMessage.id.in_(ids))
     ).all()
-    return {row.id: Letter(*row) for row in rows}
+    keys = {}
+    for row in rows:
+        try:
+            keys[row.to_addr] = email_key(row.to_addr)
+        except Exception:  # noqa: BLE001 - a log detail never stops delivery
+            continue
+    accounts = dict(db.session.execute(
+        select(User.email_key, User.id).where(User.email_key.in_(set(keys.values())))
+    ).all()) if keys else {}
+    return {row.id: Letter(*row, account_id=accounts.get(keys.get(row.to_addr)))
+            for row in rows}
 
 
 def _connection_survives(exc: Exception) -> bool:
@@ -276,7 +290,7 @@ def send_batch(limit: int = BATCH_SIZE,
             accepted.append(todo.pop(0))
             counts["sent"] += 1
             event(log, "delivered", "outbox message %s sent", letter.id, outbox_id=letter.id,
-                  attempts=letter.attempts + 1)
+                  kind=letter.kind, account_id=letter.account_id, attempts=letter.attempts + 1)
             if len(accepted) >= SENT_GROUP or time.monotonic() - recorded >= SENT_GROUP_SECONDS:
                 outbox.mark_sent(accepted)
                 accepted.clear()
