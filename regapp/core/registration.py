@@ -82,11 +82,14 @@ def register(data: dict, *, policy, account_type: str = "customer",
     # INSERT's IntegrityError, then one SELECT names every field that is taken).
     password_hash = passwords.hash_password(data["password"])
 
+    now = utcnow()
     user = User(
         username=username, username_key=ukey, email=email, email_key=ekey,
         password_hash=password_hash, account_type=account_type,
         profile=profile,
-        is_email_confirmed=confirmed, confirmed_at=utcnow() if confirmed else None,
+        is_email_confirmed=confirmed, confirmed_at=now if confirmed else None,
+        # Written with the INSERT, not by an UPDATE when the mail is queued.
+        confirmation_sent_at=None if confirmed else now,
         code_failures=0,
         **{name: data.get(name) for name in PROFILE_FIELDS},
     )
@@ -98,7 +101,7 @@ def register(data: dict, *, policy, account_type: str = "customer",
     try:
         db.session.flush()
         if not confirmed:
-            send_confirmation(user)
+            send_confirmation(user, now)
         if within is not None:
             extra = within(user)
         _commit_keeping_loaded()
@@ -168,10 +171,11 @@ def taken(data: dict) -> list[FieldError]:
     return [FieldError(name, "unique") for name in _taken_fields(ekey, ukey)]
 
 
-def send_confirmation(user: User) -> None:
-    """Create a fresh code, queue the email with link and code (caller commits)."""
+def send_confirmation(user: User, now=None) -> None:
+    """Create a fresh code, queue the email with link and code (caller commits).
+    ``now``: the time the caller already recorded as ``confirmation_sent_at``."""
     code = tokens.new_code()
-    now = utcnow()
+    now = now or utcnow()
     db.session.add(EmailConfirmation(
         # Bound to the address too: a code dies when the address changes (SECURITY B6).
         user_id=user.id, code_hash=tokens.hash_code(tokens.code_subject(user), code),
