@@ -134,6 +134,9 @@ def bare_server(sink: Sink, workdir: Path) -> Server:
                   upgrade=False, app="bench.bare_app:app").start(timeout=60)
 
 
+LOADS: list[float] = []  # the 1-minute load average at the end of every wrk run
+
+
 def wrk(url: str, script: str, *args: str, duration: int = DURATION,
         connections: int = CONNECTIONS) -> dict:
     """One wrk run; the numbers its Lua ``done`` printed."""
@@ -144,6 +147,9 @@ def wrk(url: str, script: str, *args: str, duration: int = DURATION,
     if done.returncode or not found:
         raise SystemExit(f"wrk failed: {done.stdout}\n{done.stderr}")
     result = json.loads(found.group(1))
+    # Other processes on the machine take the cores too: each run records the load.
+    result["loadavg_1m"] = os.getloadavg()[0]
+    LOADS.append(result["loadavg_1m"])
     result["rate"] = result["requests"] / (result["duration_us"] / 1e6)
     result["ok_rate"] = (result["requests"] - result["bad_status"]) / (result["duration_us"] / 1e6)
     return result
@@ -619,6 +625,16 @@ def explain_hot_queries(url: str, sink: Sink) -> list[dict]:
     return plans
 
 
+def _proc_field(path: str, name: str) -> str | None:
+    """The first ``name: value`` line of a /proc file (CPU model, memory)."""
+    with contextlib.suppress(OSError):
+        for line in Path(path).read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == name:
+                return value.strip()
+    return None
+
+
 def _short(statement: str) -> str:
     return " ".join(statement.split())[:160]
 
@@ -673,6 +689,9 @@ def table(results: dict) -> str:
         unindexed = [p for p in s["explain"] if not p["index"]]
         rows.append(("   hot statements without an index",
                      f"{len(unindexed)} of {len(s['explain'])}", "0"))
+    if LOADS:
+        rows.append(("   1-min load average at the end of each wrk run", spread(LOADS),
+                     f"{len(LOADS)} runs, {results['meta']['cores']} cores"))
     if results["rss_kib"]:
         rows.append(("7. peak RSS per worker (MiB)",
                      f"{max(results['rss_kib']) / 1024:.1f} (max of "
@@ -707,7 +726,9 @@ def main() -> None:
         "seconds": round(time.time() - started), "database": "postgresql" if PG else "sqlite",
         "cores": cores(), "machine": platform.platform(), "python": platform.python_version(),
         "quick": QUICK, "duration_s": DURATION, "repeat": REPEAT,
-        "wrk": f"-t{WRK_THREADS} -c{CONNECTIONS}", "loadavg": os.getloadavg()}
+        "wrk": f"-t{WRK_THREADS} -c{CONNECTIONS}", "loadavg": os.getloadavg(),
+        "wrk_loadavg_1m": LOADS, "cpu": _proc_field("/proc/cpuinfo", "model name"),
+        "memory": _proc_field("/proc/meminfo", "MemTotal")}
     JSON_PATH.write_text(json.dumps(results, indent=1, default=str))
     print(table(results))
     print(f"(JSON: {JSON_PATH})")

@@ -69,11 +69,18 @@ def _encode(user: User, token_type: str, lifetime: int, now: int, *,
 def issue_pair(user: User) -> tuple[str, str]:
     """Return ``(refresh, access)`` for ``user``, both issued now; the refresh token
     starts a new rotation family (committed here)."""
+    pair = start_pair(user)
+    db.session.commit()
+    return pair
+
+
+def start_pair(user: User) -> tuple[str, str]:
+    """``issue_pair`` in the caller's transaction: the family row is added to the
+    session and lives only if the caller commits (sign-up: one commit for all)."""
     cfg = current_app.config
     now = int(time.time())
     family, jti = uuid.uuid4().hex, uuid.uuid4().hex
     db.session.add(RefreshFamily(id=family, user_id=user.id, current_jti=jti))
-    db.session.commit()
     refresh = _encode(user, REFRESH, cfg["JWT_REFRESH_LIFETIME"], now, jti=jti, family=family)
     access = _encode(user, ACCESS, cfg["JWT_ACCESS_LIFETIME"], now)
     return refresh, access

@@ -131,11 +131,15 @@ def check(policy: PasswordPolicy, password: str, attrs: dict) -> list[FieldError
 
 def _hasher() -> PasswordHasher:
     cfg = current_app.config
-    return PasswordHasher(
-        time_cost=cfg["ARGON2_TIME_COST"],
-        memory_cost=cfg["ARGON2_MEMORY_COST"],
-        parallelism=cfg["ARGON2_PARALLELISM"],
-    )
+    return _hasher_for(cfg["ARGON2_TIME_COST"], cfg["ARGON2_MEMORY_COST"],
+                       cfg["ARGON2_PARALLELISM"])
+
+
+@lru_cache(maxsize=8)
+def _hasher_for(time_cost: int, memory_cost: int, parallelism: int) -> PasswordHasher:
+    # Built once per parameter set, not per request.
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_cost,
+                          parallelism=parallelism)
 
 
 def _prepare(password: str) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -43,11 +44,13 @@ class Registration:
 
     user: User
     api_token: str | None = None
+    # What the caller's ``within`` hook returned (made in the same transaction).
+    extra: object = None
 
 
 def register(data: dict, *, policy, account_type: str = "customer",
              issue_api_token: bool = False, confirmed: bool = False,
-             resolver=None, profile: str | None = None) -> Registration:
+             resolver=None, profile: str | None = None, within=None) -> Registration:
     """Create an account and queue its confirmation email in the same transaction.
 
     ``data`` holds canonical fields (``email``, ``password``, optional
@@ -66,24 +69,27 @@ def register(data: dict, *, policy, account_type: str = "customer",
     ukey = check_username(username) if username else None
     ekey = email_key(email)
 
-    # Fast path to report both duplicates at once; the constraints decide.
-    taken = _taken_fields(ekey, ukey)
-    if taken:
-        _refused(taken, ekey, data)
     attrs = {"username": username, "email": email,
              "first_name": data.get("first_name"), "last_name": data.get("last_name")}
     errors = passwords.check(policy, data["password"], attrs)
     if errors:
+        # A taken address or username is what the answer reports, as before.
+        _refuse_taken(ekey, ukey, data)
         raise FieldErrors(errors)
-    # End the read transaction before the slow hash, so no transaction (or pooled
-    # connection's lock) is held while hashing. The unique constraints still decide.
-    db.session.rollback()
+    # The hash comes before the first query: no transaction (or pooled connection)
+    # is held while it runs, and what follows is one checkout and one transaction:
+    # the inserts and the commit. The unique constraints answer for duplicates (the
+    # INSERT's IntegrityError, then one SELECT names every field that is taken).
+    password_hash = passwords.hash_password(data["password"])
 
+    now = utcnow()
     user = User(
         username=username, username_key=ukey, email=email, email_key=ekey,
-        password_hash=passwords.hash_password(data["password"]), account_type=account_type,
+        password_hash=password_hash, account_type=account_type,
         profile=profile,
-        is_email_confirmed=confirmed, confirmed_at=utcnow() if confirmed else None,
+        is_email_confirmed=confirmed, confirmed_at=now if confirmed else None,
+        # Written with the INSERT, not by an UPDATE when the mail is queued.
+        confirmation_sent_at=None if confirmed else now,
         code_failures=0,
         **{name: data.get(name) for name in PROFILE_FIELDS},
     )
@@ -91,13 +97,16 @@ def register(data: dict, *, policy, account_type: str = "customer",
     if api_token:
         user.api_token_hash = api_token_hash(api_token)
     db.session.add(user)
+    extra = None
     try:
         db.session.flush()
         if not confirmed:
-            send_confirmation(user)
-        db.session.commit()
+            send_confirmation(user, now)
+        if within is not None:
+            extra = within(user)
+        _commit_keeping_loaded()
     except IntegrityError as exc:
-        # A concurrent registration won the race: the constraint is the arbiter.
+        # Taken, perhaps by a concurrent registration: the constraint is the arbiter.
         db.session.rollback()
         _refused([err.field for err in _duplicate_fields(exc, ekey, ukey)], ekey, data)
     except Exception:
@@ -108,7 +117,27 @@ def register(data: dict, *, policy, account_type: str = "customer",
     signals.send(signals.user_registered, user=user, profile=profile)
     if not confirmed:
         signals.send(signals.confirmation_sent, user=user, resend=False)
-    return Registration(user=user, api_token=api_token)
+    return Registration(user=user, api_token=api_token, extra=extra)
+
+
+def _refuse_taken(ekey: str, ukey: str | None, data: dict) -> None:
+    """Raise the duplicate errors if the address or username is in use."""
+    taken = _taken_fields(ekey, ukey)
+    if taken:
+        _refused(taken, ekey, data)
+
+
+def _commit_keeping_loaded() -> None:
+    """Commit without expiring what the session holds: the answer, the log event and
+    the signals read the attributes this transaction just wrote, and reloading them
+    would cost a query (and a second connection checkout) per sign-up."""
+    session = db.session()
+    expire = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = expire
 
 
 def _refused(taken: list[str], ekey: str, data: dict):
@@ -142,10 +171,11 @@ def taken(data: dict) -> list[FieldError]:
     return [FieldError(name, "unique") for name in _taken_fields(ekey, ukey)]
 
 
-def send_confirmation(user: User) -> None:
-    """Create a fresh code, queue the email with link and code (caller commits)."""
+def send_confirmation(user: User, now=None) -> None:
+    """Create a fresh code, queue the email with link and code (caller commits).
+    ``now``: the time the caller already recorded as ``confirmation_sent_at``."""
     code = tokens.new_code()
-    now = utcnow()
+    now = now or utcnow()
     db.session.add(EmailConfirmation(
         # Bound to the address too: a code dies when the address changes (SECURITY B6).
         user_id=user.id, code_hash=tokens.hash_code(tokens.code_subject(user), code),
@@ -174,21 +204,25 @@ def _checked_email(raw: str, resolver=None) -> str:
 
 
 def _taken_fields(ekey: str | None, ukey: str | None) -> list[str]:
-    taken = []
-    if ukey is not None and db.session.scalar(
-            select(User.id).where(User.username_key == ukey)) is not None:
-        taken.append("username")
-    if ekey is not None and db.session.scalar(
-            select(User.id).where(User.email_key == ekey)) is not None:
-        taken.append("email")
-    return taken
+    """``username`` and/or ``email`` when in use, answered by one SELECT over both
+    unique indexes (so both duplicates are reported at once)."""
+    conditions = [column == key for column, key in ((User.username_key, ukey),
+                                                    (User.email_key, ekey)) if key is not None]
+    if not conditions:
+        return []
+    rows = db.session.execute(
+        select(User.username_key, User.email_key).where(or_(*conditions))).all()
+    return [name for name, key, index in (("username", ukey, 0), ("email", ekey, 1))
+            if key is not None and any(row[index] == key for row in rows)]
 
 
 def _duplicate_fields(exc: IntegrityError, ekey: str, ukey: str | None):
-    text = str(exc.orig)
-    fields = [name for name in ("username", "email") if f"{name}_key" in text]
-    if not fields:  # an unnamed constraint message: ask the database again
-        fields = _taken_fields(ekey, ukey)
+    # The database names one violated constraint; asking it names both fields when
+    # both are taken. A row gone meanwhile is still named by the message.
+    fields = _taken_fields(ekey, ukey)
+    if not fields:
+        text = str(exc.orig)
+        fields = [name for name in ("username", "email") if f"{name}_key" in text]
     if not fields:  # not a duplicate at all: a real error, not the client's fault
         raise exc
     return [FieldError(name, "unique") for name in fields]

@@ -13,6 +13,7 @@ from sqlalchemy import update
 from regapp.core import confirmation
 from regapp.core import operators
 from regapp.core import outbox
+from regapp.core import passwords
 from regapp.core import registration
 from regapp.core import tokens
 from regapp.core.errors import AlreadyConfirmed
@@ -120,19 +121,18 @@ def test_fast_path_reports_both_duplicates(app, make_core_user):
                "email": "Alice@example.org", "email_key": EMAIL}),
 ])
 def test_lost_race_becomes_a_unique_error(app, monkeypatch, field, conflict, make_core_user):
-    """Another request commits the same key between the fast check and the INSERT."""
-    real_taken = registration._taken_fields
+    """Another request commits the same key while this one hashes, before its INSERT."""
+    real_hash = passwords.hash_password
 
-    def taken_then_raced(ekey, ukey):
-        result = real_taken(ekey, ukey)
-        assert result == []  # the fast path saw nothing...
-        with db.engine.begin() as conn:  # ...then a concurrent registration commits.
+    def hash_then_raced(password):
+        result = real_hash(password)
+        with db.engine.begin() as conn:  # a concurrent registration commits meanwhile
             conn.execute(sa.insert(User.__table__).values(
                 password_hash="x", account_type="customer", is_email_confirmed=False,
                 code_failures=0, created_at=utcnow(), **conflict))
         return result
 
-    monkeypatch.setattr(registration, "_taken_fields", taken_then_raced)
+    monkeypatch.setattr(passwords, "hash_password", hash_then_raced)
     with app.app_context():
         with pytest.raises(FieldErrors) as exc:
             make_core_user(username="alice")

@@ -311,8 +311,14 @@ class Profile:
         result = registration.register(
             data, policy=self.policy, account_type=self.account_type,
             issue_api_token=self.issue_api_token, profile=self.name,
+            within=self.registering,
         )
         return self.registered(result)
+
+    def registering(self, user):
+        """Runs in the registering transaction once ``user`` has its id; what it
+        returns is ``registered``'s ``result.extra``. Nothing by default."""
+        return None
 
 
 def account(user) -> dict:

@@ -128,9 +128,13 @@ class JwtProfile(DetailProfile):
             return USERNAME_TAKEN
         return super().message(err)
 
+    def registering(self, user):
+        # The pair's refresh family is written in the sign-up's own transaction.
+        return jwt_tokens.start_pair(user)
+
     def registered(self, result):
         user = result.user
-        refresh, access = jwt_tokens.issue_pair(user)
+        refresh, access = result.extra
         body = {
             "refresh": refresh,
             "access": access,
