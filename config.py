@@ -253,10 +253,52 @@ class DatabaseUrl(Env):
 
         value = database_url(raw.strip())
         try:
-            make_url(value)
+            url = make_url(value)
         except ArgumentError:
-            raise ValueError("expected a URL such as sqlite:///path or "
-                             "postgresql+psycopg://user:password@host/db") from None
+            raise ValueError(DATABASE_ACCEPTED) from None
+        if url.drivername not in DATABASE_DRIVERS:
+            raise ValueError(DATABASE_ACCEPTED)
+        return value
+
+
+# The databases regapp ships drivers for and its migrations are tested on.
+DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
+DATABASE_ACCEPTED = ("expected sqlite or postgresql only, e.g. sqlite:///path or "
+                     "postgresql+psycopg://user:password@host/db (postgres:// and "
+                     "postgresql:// mean psycopg)")
+
+
+def check_database_url(value: str) -> None:
+    """A ConfigError (one line, the URL never shown) unless ``value`` is a URL of a
+    database regapp supports: it also covers URLs given to ``create_app`` directly."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 - config stays light
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
+    try:
+        drivername = make_url(value).drivername
+    except ArgumentError:
+        drivername = None
+    if drivername not in DATABASE_DRIVERS:
+        raise ConfigError(f"DATABASE_URL is not accepted: {DATABASE_ACCEPTED}")
+
+
+# Rate-limit storages regapp supports (the ``limits`` library's schemes whose driver
+# it ships): per-process memory, or Redis over TCP, TLS or a Unix socket.
+RATELIMIT_STORAGE_SCHEMES = ("memory://", "redis://", "rediss://", "redis+unix://")
+
+
+class StorageUri(Env):
+    """A rate-limit storage URI with a supported scheme. Never echoed (a Redis URL
+    may hold a password)."""
+
+    def __init__(self, name, default):
+        super().__init__(name, default, secret=True)
+
+    def convert(self, raw):
+        value = (raw or "").strip() or self.default
+        if not value.lower().startswith(RATELIMIT_STORAGE_SCHEMES):
+            raise ValueError("expected a URI starting with "
+                             + ", ".join(RATELIMIT_STORAGE_SCHEMES))
         return value
 
 
@@ -350,7 +392,7 @@ class Config:
     SECURITY_MAIL_DAILY_CAP = Int("SECURITY_MAIL_DAILY_CAP", 5, min=1)
 
     RATELIMIT_ENABLED = Bool("RATELIMIT_ENABLED", True)
-    RATELIMIT_STORAGE_URI = Str("RATELIMIT_STORAGE_URI", "memory://", secret=True)
+    RATELIMIT_STORAGE_URI = StorageUri("RATELIMIT_STORAGE_URI", "memory://")
     # Off: Flask-Limiter would stamp Retry-After on every 2xx and rewrite the
     # 429's own value; regapp.auth.limits sets an exact Retry-After on 429s.
     RATELIMIT_HEADERS_ENABLED = False
@@ -387,7 +429,8 @@ class Config:
     # Log lines as plain text (development) or one JSON object per line.
     LOG_FORMAT = Choice("LOG_FORMAT", "text", LOG_FORMATS)
 
-    MAX_CONTENT_LENGTH = Int("MAX_CONTENT_LENGTH", 64 * 1024, min=1024)
+    # Request bodies are a few fields: 64 KiB by default, never more than 10 MiB.
+    MAX_CONTENT_LENGTH = Int("MAX_CONTENT_LENGTH", 64 * 1024, min=1024, max=10 * 1024 * 1024)
     # argon2id at the OWASP ASVS 5.0 Appendix C minimum row (t=2, m=19 MiB, p=1).
     ARGON2_TIME_COST = Int("ARGON2_TIME_COST", 2, min=1)
     ARGON2_MEMORY_COST = Int("ARGON2_MEMORY_COST", 19456, min=8)
@@ -428,7 +471,7 @@ def check_numbers(values) -> None:
                 for name, low in MINIMUMS.items()
                 if type(values.get(name)) is not int or values[name] < low]
     if problems:
-        raise RuntimeError("refusing to start: " + "; ".join(problems))
+        raise ConfigError("refusing to start: " + "; ".join(problems))
 
 
 class DevelopmentConfig(Config):

@@ -2,12 +2,19 @@
 
 The access log shows the path without the query string: confirmation tokens
 travel in ``?token_id=`` / ``?email_token=`` and must never reach a log.
+With ``LOG_FORMAT=json`` gunicorn's own lines (error log and access log) are JSON
+objects too, from regapp's formatter: an access line carries ``method``, ``path``
+(no query), ``status``, ``duration_ms`` and ``request_id`` as keys.
 """
 
 import logging
 import os
 
+from flask.cli import load_dotenv
 from gunicorn import glogging
+
+# As wsgi.py does, so LOG_FORMAT in .env shapes gunicorn's lines as well as the app's.
+load_dotenv()
 
 
 class EscapingLogger(glogging.Logger):
@@ -34,6 +41,38 @@ access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms %({x-request-
 # request lines (regapp.request) keep only warnings (5xx), with the same request id.
 logging.getLogger("regapp.request").setLevel(logging.WARNING)
 errorlog = "-"
+
+
+def json_logconfig() -> dict:
+    """``logconfig_dict`` for ``LOG_FORMAT=json``: gunicorn's error log (stderr) and
+    access log (stdout), and anything else that logs a warning, as JSON lines.
+
+    The ``regapp`` logger keeps the handler regapp.logs gives it (request ids, JSON
+    by the same setting) and does not propagate, so no line is written twice."""
+    def stream(name):
+        return {"class": "logging.StreamHandler", "formatter": "json",
+                "stream": f"ext://sys.{name}"}
+
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "regapp.logs.JsonFormatter"}},
+        "handlers": {"json_stdout": stream("stdout"), "json_stderr": stream("stderr")},
+        "root": {"level": "WARNING", "handlers": ["json_stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["json_stderr"],
+                               "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["json_stdout"],
+                                "propagate": False},
+            "regapp": {"propagate": False},
+            # dictConfig resets existing children of configured loggers: set again.
+            "regapp.request": {"level": "WARNING"},
+        },
+    }
+
+
+if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
+    logconfig_dict = json_logconfig()
 # gunicorn 25+ opens a control socket at one path per user ($HOME/.gunicorn/gunicorn.ctl),
 # which a second instance on the host would take over; opt in with a path of your own.
 control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")

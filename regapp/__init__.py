@@ -44,6 +44,7 @@ def create_app(config=None) -> Flask:
 def load_config(app: Flask, config) -> None:
     """Config class from REGAPP_CONFIG (or ``config``), then instance defaults."""
     from config import ConfigError  # noqa: PLC0415 - config.py sits beside the package
+    from config import check_database_url  # noqa: PLC0415
     from config import check_numbers  # noqa: PLC0415
     from config import config as configs  # noqa: PLC0415
     from config import database_url  # noqa: PLC0415
@@ -69,6 +70,7 @@ def load_config(app: Flask, config) -> None:
         os.makedirs(app.instance_path, exist_ok=True)
         app.config["SQLALCHEMY_DATABASE_URI"] = (
             "sqlite:///" + os.path.join(app.instance_path, "regapp.sqlite"))
+    check_database_url(app.config["SQLALCHEMY_DATABASE_URI"])  # overrides too
     breach_url = app.config.get("PASSWORD_BREACH_CHECK_URL") or ""
     if breach_url and not is_base_url(breach_url):
         raise ConfigError("PASSWORD_BREACH_CHECK_URL must be empty or an http(s) URL with "

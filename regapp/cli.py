@@ -30,6 +30,10 @@ mail_cli = AppGroup("mail", help="Inspect and deliver the mail outbox.")
 
 ACCOUNT_TYPES = ("customer", "guest", "driver", "admin")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# Durations are ages of rows: ten years is more than any of them, and far from where
+# dates overflow (a cutoff before year 1).
+MAX_DURATION = "3650d (about ten years)"
+MAX_DURATION_SECONDS = 3650 * 86400
 # purge-unconfirmed refuses a younger cutoff without --force: a typo (`--older-than 2`
 # meant as days) would otherwise delete every sign-up still waiting for its email.
 PURGE_MINIMUM = timedelta(hours=1)
@@ -108,6 +112,11 @@ def parse_duration(value: str) -> timedelta:
         raise click.BadParameter(
             f"{value!r} is not a duration: give a number and a unit "
             f"(s, m, h, d or w), e.g. 30m, 12h or 2d")
+    # Length first: int() refuses numbers of more than 4300 digits with a ValueError.
+    if len(number) > 12 or int(number) * DURATION_UNITS[unit] > MAX_DURATION_SECONDS:
+        raise click.BadParameter(
+            f"{value[:40]!r} is too long a duration: at most {MAX_DURATION}, "
+            "e.g. 30m, 12h or 2d")
     return timedelta(seconds=int(number) * DURATION_UNITS[unit])
 
 
@@ -276,7 +285,7 @@ def retry_mail(message_id, all_failed):
     if message_id is None and not all_failed:
         _fail("give a message id or --all")
     if message_id is not None and all_failed:
-        _fail("give a message id or --all, not both")
+        raise click.UsageError("give a message id or --all, not both")
     count = outbox.retry(None if all_failed else message_id)
     if count == 0:
         _fail("no failed message matched")

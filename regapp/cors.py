@@ -38,15 +38,19 @@ def parse_origin(value: str) -> str:
 
 
 def origins(config) -> list[str]:
-    """The validated ``CORS_ORIGINS``; RuntimeError naming the variable otherwise."""
+    """The validated ``CORS_ORIGINS``; a one-line ConfigError naming the variable otherwise."""
+    from config import ConfigError  # noqa: PLC0415 - config.py sits beside the package
+    from config import shown  # noqa: PLC0415
+
     out = []
     for value in config.get("CORS_ORIGINS") or []:
         try:
             out.append(parse_origin(value))
         except ValueError:
-            raise RuntimeError(
-                f"CORS_ORIGINS: {value!r} is not an origin; each must be "
-                "scheme://host[:port] (http or https, no path, no trailing slash)") from None
+            raise ConfigError(
+                f"CORS_ORIGINS={shown(value)} is not accepted: expected exact origins "
+                "scheme://host[:port], comma-separated (http or https, no path, no "
+                "trailing slash, no wildcard)") from None
     return out
 
 

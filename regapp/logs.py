@@ -69,8 +69,11 @@ class JsonFormatter(logging.Formatter):
         if record.name == "gunicorn.access" and isinstance(record.args, dict):
             # gunicorn's access atoms: a JSON line with the fields, not just the text.
             atoms = record.args
+            # The path never carries the query string (confirmation tokens travel there).
+            status = atoms.get("s")
             out.update({"method": atoms.get("m"), "path": atoms.get("U"),
-                        "status": atoms.get("s"), "duration_ms": atoms.get("M"),
+                        "status": int(status) if str(status).isdigit() else status,
+                        "duration_ms": atoms.get("M"),
                         "request_id": atoms.get("{x-request-id}o") or rid})
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)

@@ -78,7 +78,35 @@ def test_lists_have_a_header_and_never_none(app, runner):
 
 def test_retry_refuses_an_id_with_all(app, runner):
     r = cli(runner, "mail", "retry", "1", "--all")
-    assert r.exit_code == 1 and "not both" in r.output
+    # A usage error (exit 2, with the usage line), as click reports contradictory flags.
+    assert r.exit_code == 2 and "not both" in r.output
+    assert "Usage:" in r.output
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999w", "3651d", "522w", "87601h",
+                                   "9" * 5000 + "s"])
+def test_durations_are_range_checked(app, runner, value):
+    assert cli(runner, "users", "create", "r@example.com", "--password",
+               PASSWORD).exit_code == 0
+    age_everyone(app, timedelta(days=30))
+    r = cli(runner, "users", "purge-unconfirmed", "--older-than", value, "--force")
+    assert r.exit_code == 2, r.output
+    assert "too long a duration: at most 3650d" in r.output
+    assert isinstance(r.exception, SystemExit)  # click's exit, not an OverflowError
+    assert emails(app) == ["r@example.com"]
+
+
+def test_the_longest_duration_is_accepted(app, runner):
+    r = cli(runner, "users", "purge-unconfirmed", "--older-than", "3650d")
+    assert r.exit_code == 0 and "deleted 0 unconfirmed account(s)" in r.output
+
+
+def test_mail_list_counts_the_delivered_attempt(app, runner, smtp, sign_up):
+    assert sign_up("drf", email="sent@example.com").status_code == 201
+    r = cli(runner, "mail", "send-queued")
+    assert r.exit_code == 0 and "sent 1" in r.output
+    header, row = cli(runner, "mail", "list").output.splitlines()
+    assert row.split("\t")[1:4] == ["sent", "1", "sent@example.com"]
 
 
 def test_create_reads_the_password_from_stdin(app, runner):

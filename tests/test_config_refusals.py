@@ -77,6 +77,16 @@ REFUSED = [
     ("MAIL_LOGO_URL", "javascript:alert(1)", "http(s) URL"),
     ("MAIL_SUPPORT_ADDRESS", "help desk", "accounts@example.org"),
     ("RATELIMIT_REGISTRATION", "ten a minute", "10/minute;100/day"),
+    ("CORS_ORIGINS", "*", "scheme://host[:port]"),
+    ("CORS_ORIGINS", "http://localhost:3000/app", "no path"),
+    ("RATELIMIT_STORAGE_URI", "bogus://", "memory://, redis://, rediss://, redis+unix://"),
+    ("RATELIMIT_STORAGE_URI", "memcached://127.0.0.1:11211", "memory://, redis://"),
+    ("REGAPP_PROFILE_MODULES", "no.such.mod", "No module named 'no'"),
+    ("REGAPP_PROFILE_MODULES", "json", "declares no PROFILE"),
+    ("DATABASE_URL", "mysql://x/y", "sqlite or postgresql only"),
+    ("DATABASE_URL", "oracle+cx_oracle://u@h/db", "sqlite or postgresql only"),
+    ("MAX_CONTENT_LENGTH", "99999999999999999", "a whole number from 1024 to 10485760"),
+    ("MAX_CONTENT_LENGTH", "10485761", "a whole number from 1024 to 10485760"),
 ]
 
 
@@ -107,6 +117,32 @@ def test_secrets_are_never_repeated_in_a_refusal(env):
     with pytest.raises(ConfigError) as exc:
         create_app()
     assert "DATABASE_URL" in str(exc.value) and "hunter2" not in str(exc.value)
+
+
+def test_storage_uri_is_never_repeated_in_a_refusal(env):
+    env.setenv("RATELIMIT_STORAGE_URI", "bogus://admin:hunter2@127.0.0.1:6379")
+    with pytest.raises(ConfigError) as exc:
+        create_app()
+    assert "RATELIMIT_STORAGE_URI" in str(exc.value) and "hunter2" not in str(exc.value)
+
+
+@pytest.mark.parametrize("uri", ["memory://", "redis://127.0.0.1:6379/0",
+                                 "rediss://:pw@127.0.0.1:6380/0", "redis+unix:///run/r.sock"])
+def test_supported_storage_uris_are_accepted(env, uri):
+    env.setenv("RATELIMIT_STORAGE_URI", uri)
+    env.setenv("RATELIMIT_ENABLED", "false")  # no connection is made
+    assert create_app().config["RATELIMIT_STORAGE_URI"] == uri
+
+
+def test_an_unsupported_database_given_to_create_app_is_refused_too():
+    with pytest.raises(ConfigError, match="DATABASE_URL is not accepted: expected sqlite or "
+                                          "postgresql only"):
+        create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": "mysql://u:pw@127.0.0.1/db"})
+
+
+def test_the_largest_body_limit_is_accepted(env):
+    env.setenv("MAX_CONTENT_LENGTH", str(10 * 1024 * 1024))
+    assert create_app().config["MAX_CONTENT_LENGTH"] == 10 * 1024 * 1024
 
 
 def test_tls_and_ssl_together_are_refused(env):
@@ -176,12 +212,26 @@ def assert_one_line_refusal(result_err: str, name: str):
     ([sys.executable, "-c", "import wsgi"], "MAIL_PORT", "abc"),
     ([str(BIN / "flask"), "--app", "regapp", "users", "list"], "RATELIMIT_ENABLED", "ture"),
     ([str(BIN / "flask"), "--app", "regapp", "db", "upgrade"], "REGAPP_PROFILES", ","),
+    # Refused while the app is built (CORS, rate limits, profiles, the engine), not
+    # only while the settings are read: the same one line.
+    ([sys.executable, "-c", "import wsgi"], "CORS_ORIGINS", "*"),
+    ([str(BIN / "flask"), "--app", "regapp", "routes"], "CORS_ORIGINS", "http://a.example/p"),
+    ([sys.executable, "-c", "import wsgi"], "RATELIMIT_STORAGE_URI", "bogus://"),
+    ([str(BIN / "flask"), "--app", "regapp", "users", "list"], "RATELIMIT_STORAGE_URI",
+     "bogus://"),
+    ([sys.executable, "-c", "import wsgi"], "REGAPP_PROFILE_MODULES", "no.such.mod"),
+    ([str(BIN / "flask"), "--app", "regapp", "db", "upgrade"], "REGAPP_PROFILE_MODULES",
+     "no.such.mod"),
+    ([sys.executable, "-c", "import wsgi"], "DATABASE_URL", "mysql://x/y"),
+    ([str(BIN / "flask"), "--app", "regapp", "db", "upgrade"], "DATABASE_URL", "mysql://x/y"),
+    ([sys.executable, "-c", "import wsgi"], "MAX_CONTENT_LENGTH", "99999999999999999"),
 ])
 def test_refusal_in_a_real_process(tmp_path, argv, name, value):
-    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'p.sqlite'}", **{name: value})
+    env = clean_env(**{"DATABASE_URL": f"sqlite:///{tmp_path / 'p.sqlite'}", name: value})
     result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=60)
-    assert result.returncode != 0
+    # flask: 1 (a click error); import wsgi: 4 (gunicorn's "App failed to load")
+    assert result.returncode == (4 if "import wsgi" in argv else 1)
     assert_one_line_refusal(result.stderr, name)
     assert not (tmp_path / "p.sqlite").exists()
 
@@ -215,17 +265,26 @@ def test_dotenv_is_read_like_flask_does(tmp_path):
     assert result.stdout.strip() == "2525"
 
 
-def test_gunicorn_stops_with_one_line(tmp_path):
+@pytest.mark.parametrize(("name", "value", "line"), [
+    ("MAIL_USE_TLS", "yes-please", "Error: MAIL_USE_TLS='yes-please' is not accepted: "
+                                   "expected true/false, 1/0, yes/no or on/off"),
+    ("CORS_ORIGINS", "*", "Error: CORS_ORIGINS='*' is not accepted: expected exact origins "
+                          "scheme://host[:port], comma-separated (http or https, no path, "
+                          "no trailing slash, no wildcard)"),
+    ("REGAPP_PROFILE_MODULES", "no.such.mod",
+     "Error: REGAPP_PROFILE_MODULES='no.such.mod' is not accepted: cannot import it "
+     "(No module named 'no'); expected dotted names of importable modules that each "
+     "declare PROFILE"),
+])
+def test_gunicorn_stops_with_one_line(tmp_path, name, value, line):
     server = Server(f"sqlite:///{tmp_path / 'g.sqlite'}", mail_port=free_port(),
-                    log_dir=tmp_path, workers=1, upgrade=False,
-                    env={"MAIL_USE_TLS": "yes-please"})
+                    log_dir=tmp_path, workers=1, upgrade=False, env={name: value})
     with pytest.raises(ServerError, match="gunicorn exited early"):
         server.start(timeout=30)
     assert server.proc.returncode == 4  # gunicorn's "App failed to load": no restart loop
     log = server.log()
     refusals = [line for line in log.splitlines() if line.startswith("Error: ")]
-    assert refusals == ["Error: MAIL_USE_TLS='yes-please' is not accepted: expected "
-                        "true/false, 1/0, yes/no or on/off"]
+    assert refusals == [line]
     assert "Traceback" not in log and "App failed to load" in log
 
 

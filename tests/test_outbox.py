@@ -210,7 +210,7 @@ def test_delivered_exactly_once(app, client, smtp, make_user):
     assert sorted(message_ids(smtp.messages)) == sorted(r.message_id for r in stored)
     assert sorted(m["To"] for m in smtp.messages) == emails
     for row in stored:
-        assert row.status == "sent" and row.sent_at is not None and row.attempts == 0
+        assert row.status == "sent" and row.sent_at is not None and row.attempts == 1
         # The secrets are gone from the row; what operators need stays.
         assert row.body_text == "" and row.body_html is None
         assert row.to_addr and row.subject == "Confirm your email address"
@@ -423,7 +423,7 @@ def test_send_due_that_raises_leaves_nothing_in_sending(app, backend, server):
     finally:
         _fail_recording_for(app, backend, "bad1@example.com", False)
     assert [(r.status, r.attempts) for r in rows(app)] == [
-        ("sent", 0), ("pending", 0), ("pending", 0), ("pending", 0)]
+        ("sent", 1), ("pending", 0), ("pending", 0), ("pending", 0)]
     assert send(app)["sent"] == 2
     assert [m["To"] for m in server.messages] == [f"bad{i}@example.com" for i in (0, 2, 3)]
 

@@ -1,13 +1,17 @@
 """The OpenAPI document fuzzed in-process (schemathesis.openapi.from_wsgi), as the
 schemathesis CLI would: every operation, every phase (examples, coverage, fuzzing,
-stateful), every check, on SQLite and PostgreSQL. Zero failures: no 5xx, every answer
+stateful), every check, on SQLite and PostgreSQL, with the configuration `st run`
+reads (schemathesis.toml at the repo root). Zero failures: no 5xx, every answer
 conforms to the document, input that violates it is refused, undeclared methods
-answer 405 with Allow. A fixed seed makes a failure reproducible;
-``SCHEMATHESIS_EXAMPLES`` changes the number of examples per operation (default 100)."""
+answer 405 with Allow. A fixed seed (in the file) makes a failure
+reproducible; ``SCHEMATHESIS_EXAMPLES`` changes the number of examples per operation
+(the file says 100)."""
 
 from __future__ import annotations
 
 import os
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -17,24 +21,16 @@ from schemathesis.config import SchemathesisConfig  # noqa: E402
 from schemathesis.core.result import Ok  # noqa: E402
 from schemathesis.engine import events  # noqa: E402
 
-SEED = 20250707
-EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "100"))
-CONFIG = {
-    "seed": SEED,
-    # Neither schemathesis's feedback cache (.schemathesis/) nor Hypothesis's example
-    # database (.hypothesis/): what earlier runs, with other seeds or code, found would
-    # be replayed, and the same seed would no longer mean the same run (CI has neither).
-    "cache": {"enabled": False},
-    "generation": {"max-examples": EXAMPLES, "database": "none"},
-    "checks": {
-        # Valid by the document is not always accepted: a username or address may be
-        # taken, a password may fail its profile's policy (common, too similar), a
-        # token may be wrong or used. Those refusals are the field-error statuses the
-        # document declares for them (400; 422 for laravel and jsonapi).
-        "positive_data_acceptance": {
-            "expected-statuses": ["2xx", "400", "401", "403", "404", "409", "422", "429"]},
-    },
-}
+# The one configuration, shared with `st run` (which reads it from the repo root).
+CONFIG_FILE = Path(__file__).resolve().parent.parent / "schemathesis.toml"
+
+
+def configuration() -> dict:
+    """schemathesis.toml as a dict; ``SCHEMATHESIS_EXAMPLES`` overrides max-examples."""
+    data = tomllib.loads(CONFIG_FILE.read_text(encoding="utf-8"))
+    if os.environ.get("SCHEMATHESIS_EXAMPLES"):
+        data["generation"]["max-examples"] = int(os.environ["SCHEMATHESIS_EXAMPLES"])
+    return data
 
 
 def failures(schema) -> tuple[list[str], set[str]]:
@@ -59,9 +55,24 @@ def failures(schema) -> tuple[list[str], set[str]]:
 
 def test_api_conforms_to_its_document(app):
     schema = schemathesis.openapi.from_wsgi(
-        "/api/openapi.json", app, config=SchemathesisConfig.from_dict(CONFIG))
+        "/api/openapi.json", app, config=SchemathesisConfig.from_dict(configuration()))
     operations = {result.ok().label for result in schema.get_all_operations()
                   if isinstance(result, Ok)}
     found, tested = failures(schema)
     assert not found, f"{len(found)} failures:\n\n" + "\n\n".join(dict.fromkeys(found))
     assert operations <= tested
+
+
+def test_the_configuration_is_the_one_st_run_reads(monkeypatch):
+    """`st run` from the repo root discovers schemathesis.toml: the seed, no caches, the
+    refusal statuses the contracts fix."""
+    monkeypatch.chdir(CONFIG_FILE.parent)
+    monkeypatch.delenv("SCHEMATHESIS_EXAMPLES", raising=False)
+    found = SchemathesisConfig.discover()
+    assert found.config_path == str(CONFIG_FILE)
+    assert found.seed == configuration()["seed"]
+    assert found.cache.enabled is False
+    generation = found.projects.default.generation
+    assert generation.max_examples >= 100 and generation.database == "none"
+    acceptance = found.projects.default.checks.positive_data_acceptance
+    assert {"400", "422"} <= set(acceptance.expected_statuses)

@@ -39,6 +39,7 @@ from flask import request
 from flask_limiter import Limit
 from flask_limiter import Limiter
 from limits import parse_many
+from limits.errors import ConfigurationError
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -234,7 +235,15 @@ def init_app(app) -> None:
         key_func=client_ip, default_limits=build_limits(app.config),
         on_breach=_on_breach, storage_options=_storage_options(app.config),
     )
-    limiter.init_app(app)
+    try:
+        limiter.init_app(app)
+    except ConfigurationError as exc:  # a storage the environment cannot reach or load
+        from config import ConfigError  # noqa: PLC0415 - config.py sits beside the package
+
+        # The library's text repeats the URI, which may hold a password: not shown.
+        raise ConfigError("RATELIMIT_STORAGE_URI is not accepted: its storage cannot be "
+                          f"used ({type(exc).__name__}); expected memory:// or a redis:// "
+                          "URI with the redis package installed") from None
     app.extensions[EXTENSION] = limiter
     if limiter.enabled:
         app.extensions[EXTENSION + ".degraded"] = [False]

@@ -34,6 +34,28 @@ DJANGO_USER_RE = re.compile(
     re.IGNORECASE)
 DJANGO_DOMAIN_RE = re.compile(rf"^{_HOSTNAME}{_DOMAIN}{_TLD}\Z", re.IGNORECASE)
 
+# The same rule as an OpenAPI ``pattern`` (ECMA-262 and Python alike: no flags, no
+# lookbehind), for clients and fuzzers: an ASCII dot-atom local part (no quoted local
+# parts: email-validator refuses them without SMTPUTF8), domain labels of letters
+# (any script), digits and inner hyphens, a TLD of 2-63 letters or xn--, never a
+# special-use one (email-validator refuses .test, .local, ...), and the whitespace
+# around it that is trimmed (exactly Python's str.strip() set, spelled out so that
+# every regex dialect agrees). Every address regapp accepts matches it; the few that
+# match and are refused fail email-validator's finer checks (lengths, IDNA).
+_SPACE = r"[\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*"
+_ATEXT = r"[-!#$%&'*+/=?^_`{}|~0-9A-Za-z]"
+_UNI = r"\u00a1-\ud7ff\ue000-\uffff"  # Django's \u00a1-\uffff; lone surrogates never decode
+_LABEL_END = rf"[0-9A-Za-z{_UNI}]"
+_TLD_END = rf"[A-Za-z{_UNI}]"
+_SPECIAL_USE = (r"(?!(?:[Aa][Rr][Pp][Aa]|[Ii][Nn][Vv][Aa][Ll][Ii][Dd]|[Ll][Oo][Cc][Aa][Ll]"
+                r"(?:[Hh][Oo][Ss][Tt])?|[Oo][Nn][Ii][Oo][Nn]|[Tt][Ee][Ss][Tt])" + _SPACE + "$)")
+EMAIL_PATTERN = (
+    rf"^{_SPACE}{_ATEXT}+(?:\.{_ATEXT}+)*"
+    rf"@(?:{_LABEL_END}(?:[-0-9A-Za-z{_UNI}]{{0,61}}{_LABEL_END})?\.)+"
+    rf"{_SPECIAL_USE}(?:{_TLD_END}[-A-Za-z{_UNI}]{{0,61}}{_TLD_END}|[Xx][Nn]--[0-9A-Za-z]{{1,59}})"
+    rf"{_SPACE}$"
+)
+
 
 def username_key(username: str) -> str:
     """The unique key of a username: NFKC, then casefold, then NFKC again."""

@@ -274,14 +274,16 @@ def mark(ids, **values) -> None:
 
 
 def mark_sent(ids) -> None:
-    """Record rows the SMTP server accepted as ``sent``."""
+    """Record rows the SMTP server accepted as ``sent``; the accepted try counts as an
+    attempt, as a failed one does in ``record_failure`` (``attempts`` = tries made)."""
     mark(ids, **_sent_values())
 
 
 def _sent_values() -> dict:
     # The bodies hold the confirmation link and code: keep them no longer than needed.
     return {"status": "sent", "sent_at": utcnow(), "last_error": None,
-            "body_text": "", "body_html": None, "claimed_by": None}
+            "body_text": "", "body_html": None, "claimed_by": None,
+            "attempts": OutboxMessage.attempts + 1}
 
 
 def record_failure(row: OutboxMessage, exc: Exception, permanent: bool) -> str:

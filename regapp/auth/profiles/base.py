@@ -22,6 +22,7 @@ from ...core import database
 from ...core import registration
 from ...core.errors import FieldError
 from ...core.errors import FieldErrors
+from ...core.identity import EMAIL_PATTERN
 from ...core.identity import normalize_email
 from ...extensions import db
 from ...http import request_id
@@ -125,7 +126,9 @@ class Email(Text):
         super().__init__(**kwargs)
 
     def openapi(self):
-        return {**super().openapi(), "format": "email"}
+        # The pattern: Django's rule as regapp enforces it (regapp.core.identity), so
+        # generated addresses are mostly accepted ones and no accepted one violates it.
+        return {**super().openapi(), "format": "email", "pattern": EMAIL_PATTERN}
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
