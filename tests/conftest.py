@@ -11,6 +11,7 @@ import redis
 import sqlalchemy as sa
 from flask_migrate import upgrade
 
+import config
 from regapp import create_app
 from regapp.core import delivery
 from regapp.core import registration
@@ -27,6 +28,21 @@ MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migration
 TABLES = ("email_confirmations", "password_reset_codes", "refresh_families", "security_events",
           "outbox_messages", "users")
 PASSWORD = "Str0ng-passphrase"
+
+# Every setting config.py reads from the environment (and Flask's own switches).
+ENV_NAMES = sorted(
+    {value.name for value in vars(config.Config).values() if isinstance(value, config.Env)}
+    | {"REGAPP_CONFIG", "FLASK_DEBUG"}
+)
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    """A clean environment (no setting inherited from the shell) with a temp database."""
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///" + str(tmp_path / "cfg.sqlite"))
+    return monkeypatch
 
 
 def pytest_configure(config):

@@ -15,22 +15,10 @@ from regapp import create_app
 from regapp.core import tokens
 from regapp.core.mail import confirmation_link
 from regapp.extensions import db
+from tests.conftest import ENV_NAMES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STRONG_KEY = "k3y-" + "0123456789abcdef" * 4
-ENV_NAMES = sorted(
-    {value.name for value in vars(config.Config).values() if isinstance(value, config.Env)}
-    | {"REGAPP_CONFIG", "FLASK_DEBUG"}
-)
-
-
-@pytest.fixture
-def env(monkeypatch, tmp_path):
-    """A clean environment (nothing inherited from the shell) with a temp database."""
-    for name in ENV_NAMES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DATABASE_URL", "sqlite:///" + str(tmp_path / "cfg.sqlite"))
-    return monkeypatch
 
 
 @pytest.fixture

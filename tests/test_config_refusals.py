@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import config
 from config import ConfigError
 from regapp import create_app
 from regapp.extensions import db
+from tests.conftest import ENV_NAMES
 from tests.serverkit import Server
 from tests.serverkit import ServerError
 from tests.smtp import free_port
@@ -23,18 +23,6 @@ from tests.smtp import free_port
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 STRONG_KEY = "r3fusal-" + "0123456789abcdef" * 3
-ENV_NAMES = sorted(
-    {value.name for value in vars(config.Config).values() if isinstance(value, config.Env)}
-    | {"REGAPP_CONFIG", "FLASK_DEBUG"}
-)
-
-
-@pytest.fixture
-def env(monkeypatch, tmp_path):
-    for name in ENV_NAMES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DATABASE_URL", "sqlite:///" + str(tmp_path / "cfg.sqlite"))
-    return monkeypatch
 
 
 @pytest.fixture

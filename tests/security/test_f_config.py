@@ -59,6 +59,7 @@ from regapp.core import tokens
 from regapp.core.mail import confirmation_link
 from regapp.extensions import db
 from regapp.models import OutboxMessage
+from tests.conftest import ENV_NAMES as CONFIG_ENV_NAMES
 from tests.serverkit import Server
 from tests.smtp import CODE_RE
 from tests.smtp import LINK_RE
@@ -77,8 +78,7 @@ DB_SECRET = "hunter2"
 BAD_DB_URL = f"postgresql+psycopg://nobody:{DB_SECRET}@127.0.0.1:5432/test"
 FRONTEND = "https://accounts.example.org/app"
 PAGE = "/confirm-email/"
-ENV_NAMES = {value.name for value in vars(config.Config).values()
-             if isinstance(value, config.Env)} | {"REGAPP_CONFIG", "FLASK_DEBUG", "FLASK_APP"}
+ENV_NAMES = {*CONFIG_ENV_NAMES, "FLASK_APP"}
 
 
 def clean_env(**values) -> dict:
