@@ -82,6 +82,14 @@ def smtp_server():
 
 
 @pytest.fixture
+def mailbox():
+    """An SMTP server of this test's own (for a gunicorn server started by the test)."""
+    server = SMTPServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def smtp(smtp_server):
     """The session's SMTP server, emptied for this test."""
     smtp_server.clear()

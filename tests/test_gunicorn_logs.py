@@ -11,18 +11,10 @@ import pytest
 
 from tests.serverkit import Server
 from tests.serverkit import request
-from tests.smtp import SMTPServer
 from tests.smtp import confirmation
 
 PASSWORD = "Str0ng-passphrase"
 EMAIL = "json-log@example.com"
-
-
-@pytest.fixture
-def mailbox():
-    server = SMTPServer().start()
-    yield server
-    server.stop()
 
 
 def lines_of(log: str) -> list[dict]:

@@ -14,7 +14,6 @@ import sqlalchemy as sa
 
 from tests.serverkit import Server
 from tests.serverkit import postgres_database
-from tests.smtp import SMTPServer
 from tests.smtp import confirmation
 
 PASSWORD = "Str0ng-passphrase"
@@ -43,13 +42,6 @@ def database_url(backend, tmp_path):
         return
     with postgres_database("regapp_e2e") as url:
         yield url
-
-
-@pytest.fixture
-def mailbox():
-    server = SMTPServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ import sqlalchemy as sa
 
 from tests.serverkit import Server
 from tests.serverkit import request
-from tests.smtp import SMTPServer
 from tests.smtp import confirmation
 from tests.smtp import html_part
 
@@ -96,13 +95,6 @@ def origins():
     yield allowed, other
     allowed.close()
     other.close()
-
-
-@pytest.fixture
-def mailbox():
-    server = SMTPServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

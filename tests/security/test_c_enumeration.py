@@ -128,13 +128,14 @@ def test_c2_validation_says_409_only_to_the_holder_of_a_valid_secret(
 
 # -- B9: timing --------------------------------------------------------------------------
 
-def _medians(client, cases, rounds):
-    """Median latency per case, requests interleaved in a fresh random order each round."""
+def _timings(cases, rounds, seed, warmup=0):
+    """Latencies and answers per case, requests interleaved in a fresh random order
+    each round, after ``warmup`` rounds (caches, connection pool, lazy imports)."""
     times = {name: [] for name in cases}
     answers = {name: set() for name in cases}
     order = list(cases)
-    rng = random.Random(9)
-    for _ in range(5):  # warm-up: caches, connection pool, JIT-less but lazy imports
+    rng = random.Random(seed)
+    for _ in range(warmup):
         for send in cases.values():
             send()
     for _ in range(rounds):
@@ -144,6 +145,12 @@ def _medians(client, cases, rounds):
             r = cases[name]()
             times[name].append(time.perf_counter() - start)
             answers[name].add(seen(r))
+    return times, answers
+
+
+def _medians(client, cases, rounds):
+    """Median latency per case (see ``_timings``), and the answers seen."""
+    times, answers = _timings(cases, rounds, seed=9, warmup=5)
     return {name: statistics.median(t) for name, t in times.items()}, answers
 
 
@@ -215,17 +222,7 @@ def _resend_cases(client, last_confirmation, send):
 
 def _assert_no_timing_oracle(app, client, cases, rounds):
     assert app.config["CONFIRM_CODE_MIN_SECONDS"] == Config.CONFIRM_CODE_MIN_SECONDS
-    times = {name: [] for name in cases}
-    answers = {name: set() for name in cases}
-    order = list(cases)
-    rng = random.Random(11)
-    for _ in range(rounds):
-        rng.shuffle(order)
-        for name in order:
-            start = time.perf_counter()
-            r = cases[name]()
-            times[name].append(time.perf_counter() - start)
-            answers[name].add(seen(r))
+    times, answers = _timings(cases, rounds, seed=11)
     assert answers["pending"] == answers["unknown"] == answers["confirmed"]
     assert len(answers["unknown"]) == 1
     # No answer sooner than the floor, whatever the address (deterministic) ...
