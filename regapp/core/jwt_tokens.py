@@ -25,6 +25,7 @@ from ..extensions import db
 from ..models import RefreshFamily
 from ..models import User
 from ..models import utcnow
+from . import rows
 from .errors import TokenExpired
 from .errors import TokenInvalid
 
@@ -80,7 +81,7 @@ def start_pair(user: User) -> tuple[str, str]:
     cfg = current_app.config
     now = int(time.time())
     family, jti = uuid.uuid4().hex, uuid.uuid4().hex
-    db.session.add(RefreshFamily(id=family, user_id=user.id, current_jti=jti))
+    rows.add(RefreshFamily, id=family, user_id=user.id, current_jti=jti)
     refresh = _encode(user, REFRESH, cfg["JWT_REFRESH_LIFETIME"], now, jti=jti, family=family)
     access = _encode(user, ACCESS, cfg["JWT_ACCESS_LIFETIME"], now)
     return refresh, access

@@ -6,7 +6,6 @@ from email.utils import parseaddr
 from urllib.parse import urlencode
 
 from flask import current_app
-from flask import render_template
 
 from . import outbox
 
@@ -63,9 +62,12 @@ def render(template: str, **context) -> tuple[str, str, str]:
     """``(subject, text, html)`` of ``email/<template>/`` with ``context`` and the
     branding."""
     context = {**branding(), **context}
-    return (render_template(f"email/{template}/subject.txt", **context).strip(),
-            render_template(f"email/{template}/body.txt", **context),
-            render_template(f"email/{template}/body.html", **context))
+    # Straight from the app's Jinja environment (templates compiled once, cached
+    # there): email templates read only their context, not Flask's request globals.
+    env = current_app.jinja_env
+    subject, text, html = (env.get_template(f"email/{template}/{name}").render(context)
+                           for name in ("subject.txt", "body.txt", "body.html"))
+    return subject.strip(), text, html
 
 
 def templates() -> list[str]:

@@ -21,6 +21,7 @@ from ..models import User
 from ..models import utcnow
 from . import passwords
 from . import reset
+from . import rows
 from . import tokens
 from .errors import FieldError
 from .errors import FieldErrors
@@ -96,15 +97,14 @@ def register(data: dict, *, policy, account_type: str = "customer",
     api_token = secrets.token_hex(16) if issue_api_token else None
     if api_token:
         user.api_token_hash = api_token_hash(api_token)
-    db.session.add(user)
     extra = None
     try:
-        db.session.flush()
+        rows.insert(user)
         if not confirmed:
             send_confirmation(user, now)
         if within is not None:
             extra = within(user)
-        _commit_keeping_loaded()
+        rows.commit()
     except IntegrityError as exc:
         # Taken, perhaps by a concurrent registration: the constraint is the arbiter.
         db.session.rollback()
@@ -125,19 +125,6 @@ def _refuse_taken(ekey: str, ukey: str | None, data: dict) -> None:
     taken = _taken_fields(ekey, ukey)
     if taken:
         _refused(taken, ekey, data)
-
-
-def _commit_keeping_loaded() -> None:
-    """Commit without expiring what the session holds: the answer, the log event and
-    the signals read the attributes this transaction just wrote, and reloading them
-    would cost a query (and a second connection checkout) per sign-up."""
-    session = db.session()
-    expire = session.expire_on_commit
-    session.expire_on_commit = False
-    try:
-        session.commit()
-    finally:
-        session.expire_on_commit = expire
 
 
 def _refused(taken: list[str], ekey: str, data: dict):
@@ -176,13 +163,15 @@ def send_confirmation(user: User, now=None) -> None:
     ``now``: the time the caller already recorded as ``confirmation_sent_at``."""
     code = tokens.new_code()
     now = now or utcnow()
-    db.session.add(EmailConfirmation(
+    rows.add(
+        EmailConfirmation,
         # Bound to the address too: a code dies when the address changes (SECURITY B6).
         user_id=user.id, code_hash=tokens.hash_code(tokens.code_subject(user), code),
         attempts=0,
         expires_at=now + timedelta(seconds=current_app.config["CONFIRM_TOKEN_MAX_AGE"]),
-    ))
-    user.confirmation_sent_at = now
+    )
+    if user.confirmation_sent_at != now:  # register wrote it with the INSERT
+        user.confirmation_sent_at = now
     from .mail import queue_confirmation  # noqa: PLC0415 - mail imports templates
 
     queue_confirmation(user, tokens.make_confirm_token(user), code)
@@ -210,10 +199,10 @@ def _taken_fields(ekey: str | None, ukey: str | None) -> list[str]:
                                                     (User.email_key, ekey)) if key is not None]
     if not conditions:
         return []
-    rows = db.session.execute(
+    found = db.session.execute(
         select(User.username_key, User.email_key).where(or_(*conditions))).all()
     return [name for name, key, index in (("username", ukey, 0), ("email", ekey, 1))
-            if key is not None and any(row[index] == key for row in rows)]
+            if key is not None and any(row[index] == key for row in found)]
 
 
 def _duplicate_fields(exc: IntegrityError, ekey: str, ukey: str | None):
