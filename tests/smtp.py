@@ -26,6 +26,15 @@ class Recorder:
         self.envelopes: list[tuple[str, list[str]]] = []
         self.reply: str | None = None  # e.g. "451 4.3.0 try later"
         self.lock = threading.Lock()
+        # Advertise PIPELINING (RFC 2920) as most servers do, so regapp's pipelined
+        # conversation is what the suite exercises; False: smtplib's one at a time.
+        self.pipelining = True
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_DATA(self, server, session, envelope):
         if self.reply:

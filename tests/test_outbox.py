@@ -55,11 +55,14 @@ class AttemptRecorder(Recorder):
         return await super().handle_DATA(server, session, envelope)
 
 
-@pytest.fixture
-def server():
-    """A private SMTP server (stoppable without disturbing other tests)."""
+@pytest.fixture(params=[True, False], ids=["pipelining", "one-at-a-time"])
+def server(request):
+    """A private SMTP server (stoppable without disturbing other tests), with and
+    without PIPELINING: regapp pipelines where the server allows, else it goes
+    command by command, and every outcome must be the same."""
     srv = SMTPServer()
     srv.recorder = AttemptRecorder()
+    srv.recorder.pipelining = request.param
     srv.start()
     yield srv
     srv.stop()
@@ -306,6 +309,19 @@ def test_poisoned_messages_do_not_block_the_batch(app, client, server, make_user
     assert status["mıke@example.org"] == ("failed", 1)
     assert status["a@example.com"] == ("failed", 1)
     assert status["gone@example.com"] == ("pending", 1)  # 5xx: bounded retries
+
+
+def test_lines_starting_with_a_dot_arrive_as_written(app, server):
+    """SMTP ends the text at a line holding one dot: such lines are sent doubled
+    (RFC 5321 4.5.2) and the server hands the text back as it was written."""
+    app.config["MAIL_PORT"] = server.port
+    text = ".\n..two\n.three\nlast ."
+    with app.app_context():
+        outbox.enqueue(to="dots@example.com", subject="dots", body_text=text, body_html=None)
+        db.session.commit()
+    assert send(app) == {"sent": 1, "retry": 0, "failed": 0}
+    [msg] = server.messages
+    assert msg.get_content().replace("\r\n", "\n") == text + "\n"
 
 
 # -- claims: concurrent senders, crashed senders, errors mid-batch ---------------------
