@@ -6,8 +6,10 @@ import logging
 from datetime import timedelta
 
 from flask import current_app
+from sqlalchemy import bindparam
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import signals
 from ..extensions import db
@@ -16,6 +18,7 @@ from ..models import EmailConfirmation
 from ..models import User
 from ..models import utcnow
 from . import reset
+from . import rows
 from . import timing
 from . import tokens
 from .errors import AlreadyConfirmed
@@ -30,6 +33,27 @@ from .identity import lookup_key
 from .registration import send_confirmation
 
 log = logging.getLogger(__name__)
+
+# The statements of the confirm paths, built once (building them per request cost
+# more CPU than running them).
+USERS = User.__table__
+CODES = EmailConfirmation.__table__
+USER_BY_EMAIL_KEY = select(User).where(User.email_key == bindparam("key"))
+CODES_OF_USER = (select(CODES.c.id, CODES.c.code_hash, CODES.c.attempts, CODES.c.expires_at,
+                        CODES.c.used_at)
+                 .where(CODES.c.user_id == bindparam("user_id")).order_by(CODES.c.id.desc()))
+USE_CODE = (update(CODES)
+            .where(CODES.c.id == bindparam("code_id"), CODES.c.used_at.is_(None),
+                   CODES.c.attempts < bindparam("max_attempts"))
+            .values(used_at=bindparam("now")))
+# Credentials handed out before confirmation die with it (pre-hijacking): the
+# api_token is cleared and the credential version every JWT carries moves on.
+CONFIRM_USER = (update(USERS)
+                .where(USERS.c.id == bindparam("user_id"), USERS.c.is_email_confirmed.is_(False))
+                .values(is_email_confirmed=True, confirmed_at=bindparam("now"),
+                        api_token_hash=None, credential_version=USERS.c.credential_version + 1)
+                .returning(USERS.c.is_email_confirmed, USERS.c.confirmed_at,
+                           USERS.c.api_token_hash, USERS.c.credential_version))
 
 
 def confirmed(user: User, method: str) -> None:
@@ -95,8 +119,7 @@ def confirm(token_or_code, email=None) -> User:
     except RegappError as exc:
         refused(exc, "link")
         raise
-    db.session.commit()
-    db.session.refresh(user)
+    rows.commit()
     confirmed(user, "link")
     return user
 
@@ -132,22 +155,19 @@ def _confirm_code(email, code) -> User:
     user = None
     key = _key(email)
     if key is not None:
-        user = db.session.scalar(select(User).where(User.email_key == key))
+        user = db.session.scalar(USER_BY_EMAIL_KEY, {"key": key})
     if user is None or not tokens.is_code(code):
         tokens.hash_code(0, "000000")  # same work as a real comparison
         raise CodeMismatch()
-    rows = db.session.scalars(
-        select(EmailConfirmation).where(EmailConfirmation.user_id == user.id)
-        .order_by(EmailConfirmation.id.desc())
-    ).all()
+    codes = db.session.execute(CODES_OF_USER, {"user_id": user.id}).all()
     subject = tokens.code_subject(user)  # codes sent to another address never match
     if user.is_email_confirmed:
         # Any code this address was sent proves ownership, also when the link
         # (not the code) confirmed it: say "already confirmed", not "wrong code".
-        if any(tokens.code_matches(r.code_hash, subject, code) for r in rows):
+        if any(tokens.code_matches(r.code_hash, subject, code) for r in codes):
             raise AlreadyConfirmed()
         raise CodeMismatch()
-    current = rows[0] if rows else None
+    current = codes[0] if codes else None
     if current is None:
         raise CodeMismatch()
     if current.used_at is not None:
@@ -163,13 +183,8 @@ def _confirm_code(email, code) -> User:
         raise CodeMismatch()
     if current.expires_at <= utcnow():
         raise TokenExpired()
-    used = db.session.execute(
-        update(EmailConfirmation)
-        .where(EmailConfirmation.id == current.id, EmailConfirmation.used_at.is_(None),
-               EmailConfirmation.attempts < max_attempts)
-        .values(used_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
+    used = db.session.execute(USE_CODE, {"code_id": current.id, "max_attempts": max_attempts,
+                                         "now": utcnow()})
     if used.rowcount != 1:
         db.session.rollback()
         # A concurrent request with the same code won (already confirmed), or
@@ -178,8 +193,7 @@ def _confirm_code(email, code) -> User:
             select(EmailConfirmation.used_at).where(EmailConfirmation.id == current.id))
         raise AlreadyConfirmed() if used_at is not None else TooManyAttempts()
     set_confirmed(user.id)
-    db.session.commit()
-    db.session.refresh(user)
+    rows.commit()
     return user
 
 
@@ -246,23 +260,21 @@ def _resend(email) -> bool:
     return True
 
 
-def set_confirmed(user_id: int) -> None:
-    """Flip the flag with a conditional UPDATE: exactly one caller wins (caller commits).
+def set_confirmed(user_id: int) -> User:
+    """Flip the flag with a conditional UPDATE: exactly one caller wins (caller commits);
+    return the account as it now is.
 
     :raises AlreadyConfirmed: it was confirmed before.
     """
-    result = db.session.execute(
-        update(User)
-        .where(User.id == user_id, User.is_email_confirmed.is_(False))
-        # Credentials handed out before confirmation die with it (pre-hijacking):
-        # the api_token is cleared and the credential version every JWT carries moves on.
-        .values(is_email_confirmed=True, confirmed_at=utcnow(), api_token_hash=None,
-                credential_version=User.credential_version + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
+    changed = db.session.execute(CONFIRM_USER, {"user_id": user_id, "now": utcnow()}).first()
+    if changed is None:
         db.session.rollback()
         raise AlreadyConfirmed()
-    user = db.session.get(User, user_id, populate_existing=True)
+    # The session's copy takes the values the UPDATE returned: the answer needs no
+    # second query (a copy not loaded yet is read once).
+    user = db.session.get(User, user_id)
+    for name, value in changed._mapping.items():
+        set_committed_value(user, name, value)
     reset.after_confirmation(user)  # a contested account loses its password
+    return user
 

@@ -13,6 +13,7 @@ from ..models import OutboxMessage
 from ..models import PasswordResetCode
 from ..models import RefreshFamily
 from ..models import User
+from . import rows
 from . import tokens
 from .confirmation import confirmed
 from .confirmation import set_confirmed
@@ -44,8 +45,7 @@ def find_user(identifier: str) -> User:
 def mark_confirmed(user: User) -> User:
     """Confirm by hand (operator). :raises AlreadyConfirmed:"""
     set_confirmed(user.id)
-    db.session.commit()
-    db.session.refresh(user)
+    rows.commit()
     confirmed(user, "operator")
     return user
 
