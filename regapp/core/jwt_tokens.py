@@ -12,6 +12,7 @@ signed with the raw key) is ever a valid JWT here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import time
@@ -40,6 +41,7 @@ MAX_TOKEN_LENGTH = 2048
 MAX_USER_ID = 2**31 - 1
 
 
+@functools.lru_cache(maxsize=16)
 def signing_key(secret: str) -> bytes:
     """The JWT key for one ``SECRET_KEY``: HMAC(secret, purpose), never the raw secret."""
     return hmac.new(secret.encode(), KEY_PURPOSE, hashlib.sha256).digest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -34,7 +35,13 @@ def _secret_keys() -> list[str]:
 
 
 def _serializer(salt: str = CONFIRM_SALT) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(_secret_keys(), salt=salt)
+    return _serializer_for(tuple(_secret_keys()), salt)
+
+
+@functools.lru_cache(maxsize=32)
+def _serializer_for(keys: tuple[str, ...], salt: str) -> URLSafeTimedSerializer:
+    # One per key set and purpose (itsdangerous derives its signing keys on creation).
+    return URLSafeTimedSerializer(list(keys), salt=salt)
 
 
 def email_fingerprint(email_key: str) -> str:
