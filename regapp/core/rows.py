@@ -33,19 +33,10 @@ def insert(obj):
     back with ``RETURNING``.
     """
     columns, key, statement = _plan(type(obj))
-    state = obj.__dict__
-    values = {}
-    for attr, column, default in columns:
-        value = state.get(attr, _UNSET)
-        if value is _UNSET:
-            if default is _SERVER:
-                continue
-            value = default() if default is not None else None
-            setattr(obj, attr, value)
-        values[column] = value
-    if key is not None and state.get(key[0]) is not None:
-        values[key[1]] = state[key[0]]
-    result = db.session.connection().execute(statement, values)
+    row, filled = _values(columns, key, obj.__dict__)
+    for attr, value in filled.items():
+        setattr(obj, attr, value)
+    result = db.session.connection().execute(statement, row)
     if key is not None:
         setattr(obj, key[0], result.scalar_one())
     make_transient_to_detached(obj)
@@ -58,19 +49,26 @@ def add(model, **values) -> None:
     same defaults as ``insert``, when nothing reads the row back in this session:
     no model instance is made at all."""
     columns, key, statement = _plan(model)
-    row = {}
+    unknown = set(values) - {attr for attr, _, _ in columns} - {key[0] if key else None}
+    if unknown:
+        raise TypeError(f"{model.__name__} has no column {', '.join(sorted(unknown))}")
+    db.session.connection().execute(statement, _values(columns, key, values)[0])
+
+
+def _values(columns, key, given: dict) -> tuple[dict, dict]:
+    """The INSERT's values (by column) from ``given`` (by attribute), defaults for the
+    rest; and the attributes that got a default, with the value they got."""
+    row, filled = {}, {}
     for attr, column, default in columns:
-        value = values.pop(attr, _UNSET)
+        value = given.get(attr, _UNSET)
         if value is _UNSET:
             if default is _SERVER:
                 continue
-            value = default() if default is not None else None
+            value = filled[attr] = default() if default is not None else None
         row[column] = value
-    if key is not None and values.get(key[0]) is not None:
-        row[key[1]] = values.pop(key[0])
-    if values:
-        raise TypeError(f"{model.__name__} has no column {', '.join(values)}")
-    db.session.connection().execute(statement, row)
+    if key is not None and given.get(key[0]) is not None:
+        row[key[1]] = given[key[0]]
+    return row, filled
 
 
 @functools.cache
