@@ -183,6 +183,7 @@ def _send(host: smtplib.SMTP, from_addr: str, to_addr: str, data: bytes) -> None
     cost more CPU than the rest of the conversation, is not needed either. Refusals
     raise what ``sendmail`` raises (after RSET), so callers treat both alike.
     """
+    host.ehlo_or_helo_if_needed()  # what sendmail does first; it tells us the extensions
     sender = parseaddr(from_addr)[1] if "<" in from_addr else from_addr
     if (not host.does_esmtp or not host.has_extn("pipelining") or not sender.isascii()
             or not to_addr.isascii() or any(c in "\r\n<>" for c in sender + to_addr)):
