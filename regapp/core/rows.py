@@ -20,7 +20,6 @@ from sqlalchemy.orm import make_transient_to_detached
 
 from ..extensions import db
 
-_UNSET = object()
 _SERVER = object()  # the column's default is the server's
 
 
@@ -33,7 +32,7 @@ def insert(obj):
     back with ``RETURNING``.
     """
     columns, key, statement = _plan(type(obj))
-    row, filled = _values(columns, key, obj.__dict__)
+    row, filled, by_server = _values(columns, key, obj.__dict__)
     for attr, value in filled.items():
         setattr(obj, attr, value)
     result = db.session.connection().execute(statement, row)
@@ -41,6 +40,8 @@ def insert(obj):
         setattr(obj, key[0], result.scalar_one())
     make_transient_to_detached(obj)
     db.session.add(obj)
+    if by_server:
+        db.session.expire(obj, by_server)  # read back from the row when first used
     return obj
 
 
@@ -55,20 +56,26 @@ def add(model, **values) -> None:
     db.session.connection().execute(statement, _values(columns, key, values)[0])
 
 
-def _values(columns, key, given: dict) -> tuple[dict, dict]:
+def _values(columns, key, given: dict) -> tuple[dict, dict, list]:
     """The INSERT's values (by column) from ``given`` (by attribute), defaults for the
-    rest; and the attributes that got a default, with the value they got."""
-    row, filled = {}, {}
+    rest; the attributes that got a Python-side default, with the value they got; and
+    those left to the server's default. As in a flush, a None given for a column with
+    a default counts as not given."""
+    row, filled, by_server = {}, {}, []
     for attr, column, default in columns:
-        value = given.get(attr, _UNSET)
-        if value is _UNSET:
+        value = given.get(attr)
+        if value is None:
             if default is _SERVER:
+                by_server.append(attr)
                 continue
-            value = filled[attr] = default() if default is not None else None
+            if default is not None:
+                value = filled[attr] = default()
+            elif attr not in given:
+                filled[attr] = None
         row[column] = value
     if key is not None and given.get(key[0]) is not None:
         row[key[1]] = given[key[0]]
-    return row, filled
+    return row, filled, by_server
 
 
 @functools.cache

@@ -1,0 +1,134 @@
+"""rows.insert / rows.add write what a flush of the same object would have written, on
+the session's own transaction, and reading the inserted object back costs no query."""
+
+from __future__ import annotations
+
+from datetime import timezone
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+
+from regapp.core import rows
+from regapp.extensions import db
+from regapp.models import OutboxMessage
+from regapp.models import User
+
+
+def _user(n: int, **extra) -> User:
+    fields = {"username": f"u{n}", "username_key": f"u{n}", "email": f"u{n}@x.io",
+              "email_key": f"u{n}@x.io", "password_hash": "h"}
+    return User(**{**fields, **extra})
+
+
+def _row(table: str, id_: int) -> dict:
+    with db.engine.connect() as conn:
+        return dict(conn.execute(sa.text(f"SELECT * FROM {table} WHERE id = :id"),
+                                 {"id": id_}).mappings().one())
+
+
+@pytest.fixture
+def statements(app):
+    """The SQL statements the app's engine runs while the test is in its block."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    with app.app_context():
+        sa.event.listen(db.engine, "before_cursor_execute", record)
+        yield seen
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+
+
+def test_insert_writes_the_same_row_as_a_flush(app, statements):
+    with app.app_context():
+        flushed = _user(1)
+        db.session.add(flushed)
+        db.session.commit()
+        inserted = rows.insert(_user(2))
+        rows.commit()
+        a, b = _row("users", flushed.id), _row("users", inserted.id)
+    differ = {k for k in a if k not in {"id", "username", "username_key", "email", "email_key",
+                                        "created_at"} and a[k] != b[k]}
+    assert differ == set()
+    assert b["account_type"] == "customer" and b["code_failures"] == 0
+    assert b["created_at"] is not None and b["credential_version"] == 0
+
+
+def test_inserted_object_reads_back_without_a_query(app, statements):
+    with app.app_context():
+        user = rows.insert(_user(1))
+        rows.commit()
+        statements.clear()
+        seen = (user.id, user.account_type, user.is_email_confirmed, user.created_at,
+                user.credential_version, user.api_token_hash)
+        assert statements == []
+        assert seen[0] > 0 and seen[1:3] == ("customer", False)
+        assert seen[3].tzinfo is timezone.utc and seen[4] == 0 and seen[5] is None
+        assert db.session.get(User, user.id) is user and statements == []
+
+
+def test_explicit_none_for_a_column_with_a_default_gets_the_default(app):
+    """As in a flush: None given for account_type (NOT NULL, default "customer") is
+    not an attempt to write NULL."""
+    with app.app_context():
+        user = rows.insert(_user(1, account_type=None, code_failures=None))
+        rows.commit()
+        assert (user.account_type, user.code_failures) == ("customer", 0)
+        row = _row("users", user.id)
+    assert (row["account_type"], row["code_failures"]) == ("customer", 0)
+
+
+def test_add_applies_defaults_and_refuses_unknown_columns(app):
+    with app.app_context():
+        rows.add(OutboxMessage, to_addr="u1@x.io", subject="s", body_text="b",
+                 message_id="<m1@x>")
+        with pytest.raises(TypeError, match="no column colour"):
+            rows.add(OutboxMessage, to_addr="u2@x.io", colour="red")
+        rows.commit()
+        message = db.session.execute(sa.select(OutboxMessage)).scalar_one()
+        assert (message.status, message.attempts, message.kind) == ("pending", 0, "confirm")
+        assert message.next_attempt_at is not None and message.created_at is not None
+
+
+def test_a_constraint_refusal_is_rolled_back_with_the_rest(app):
+    with app.app_context():
+        rows.insert(_user(1))
+        rows.commit()
+        rows.insert(_user(2))  # in the same transaction as the refused one
+        with pytest.raises(IntegrityError):
+            rows.insert(_user(3, email_key="u1@x.io"))
+        db.session.rollback()
+        keys = db.session.execute(sa.select(User.email_key)).scalars().all()
+    assert keys == ["u1@x.io"]
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _ServerDefault(_Base):
+    """A column with only a server-side default (none of the app's models has one yet)."""
+
+    __tablename__ = "rows_test_server_default"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(20))
+    level: Mapped[int] = mapped_column(sa.Integer, server_default="7")
+
+
+def test_a_server_default_is_left_to_the_server_and_read_back_when_used(app):
+    with app.app_context():
+        _Base.metadata.create_all(db.engine)
+        try:
+            obj = rows.insert(_ServerDefault(name="a"))
+            given = rows.insert(_ServerDefault(name="b", level=3))
+            rows.commit()
+            assert (obj.level, given.level) == (7, 3)
+            assert _row("rows_test_server_default", obj.id)["level"] == 7
+        finally:
+            db.session.rollback()
+            _Base.metadata.drop_all(db.engine)
