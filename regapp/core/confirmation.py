@@ -38,10 +38,13 @@ log = logging.getLogger(__name__)
 # more CPU than running them).
 USERS = User.__table__
 CODES = EmailConfirmation.__table__
-USER_BY_EMAIL_KEY = select(User).where(User.email_key == bindparam("key"))
-CODES_OF_USER = (select(CODES.c.id, CODES.c.code_hash, CODES.c.attempts, CODES.c.expires_at,
-                        CODES.c.used_at)
-                 .where(CODES.c.user_id == bindparam("user_id")).order_by(CODES.c.id.desc()))
+# The account and its codes, newest first, in one round trip (no code: one row whose
+# code columns are NULL).
+USER_AND_CODES = (select(User, CODES.c.id.label("code_id"), CODES.c.code_hash,
+                         CODES.c.attempts, CODES.c.expires_at, CODES.c.used_at)
+                  .outerjoin(CODES, CODES.c.user_id == User.id)
+                  .where(User.email_key == bindparam("key"))
+                  .order_by(CODES.c.id.desc()))
 USE_CODE = (update(CODES)
             .where(CODES.c.id == bindparam("code_id"), CODES.c.used_at.is_(None),
                    CODES.c.attempts < bindparam("max_attempts"))
@@ -152,14 +155,15 @@ def confirm_code(email, code) -> User:
 
 def _confirm_code(email, code) -> User:
     cfg = current_app.config
-    user = None
+    found = []
     key = _key(email)
     if key is not None:
-        user = db.session.scalar(USER_BY_EMAIL_KEY, {"key": key})
-    if user is None or not tokens.is_code(code):
+        found = db.session.execute(USER_AND_CODES, {"key": key}).all()
+    if not found or not tokens.is_code(code):
         tokens.hash_code(0, "000000")  # same work as a real comparison
         raise CodeMismatch()
-    codes = db.session.execute(CODES_OF_USER, {"user_id": user.id}).all()
+    user = found[0].User
+    codes = [r for r in found if r.code_id is not None]
     subject = tokens.code_subject(user)  # codes sent to another address never match
     if user.is_email_confirmed:
         # Any code this address was sent proves ownership, also when the link
@@ -179,18 +183,18 @@ def _confirm_code(email, code) -> User:
     if current.attempts >= max_attempts or user.code_failures >= cfg["CONFIRM_CODE_LIFETIME_CAP"]:
         raise TooManyAttempts()
     if not tokens.code_matches(current.code_hash, subject, code):
-        _record_wrong_code(current.id, user.id)
+        _record_wrong_code(current.code_id, user.id)
         raise CodeMismatch()
     if current.expires_at <= utcnow():
         raise TokenExpired()
-    used = db.session.execute(USE_CODE, {"code_id": current.id, "max_attempts": max_attempts,
+    used = db.session.execute(USE_CODE, {"code_id": current.code_id, "max_attempts": max_attempts,
                                          "now": utcnow()})
     if used.rowcount != 1:
         db.session.rollback()
         # A concurrent request with the same code won (already confirmed), or
         # wrong guesses used the code up in the meantime.
         used_at = db.session.scalar(
-            select(EmailConfirmation.used_at).where(EmailConfirmation.id == current.id))
+            select(EmailConfirmation.used_at).where(EmailConfirmation.id == current.code_id))
         raise AlreadyConfirmed() if used_at is not None else TooManyAttempts()
     set_confirmed(user.id)
     rows.commit()
