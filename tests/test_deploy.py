@@ -199,7 +199,14 @@ def test_bare_gunicorn_stalls_and_trusts_a_forged_address(gunicorn):
     answers = [sign_up(gunicorn.url("/api/register/"), n, f"203.0.113.{n}").status
                for n in range(4)]
     assert answers == [201] * 4  # TRUSTED_PROXY_COUNT=1 without the proxy: spoofable
-    with SlowClients(gunicorn.port):
-        time.sleep(TRICKLE_SECONDS + 1)
-        status, elapsed = timed_get(gunicorn.url("/healthz"), timeout=3)
-    assert status is None and elapsed >= 2.9, (status, elapsed)
+    # Each worker accepts whatever it wins: on a busy machine one worker can win all 64
+    # slow sockets, and the other is left free. A stall in any of three attacks shows it.
+    tries = []
+    for _ in range(3):
+        with SlowClients(gunicorn.port):
+            time.sleep(TRICKLE_SECONDS + 1)
+            status, elapsed = timed_get(gunicorn.url("/healthz"), timeout=3)
+        tries.append((status, elapsed))
+        if status is None and elapsed >= 2.9:
+            break
+    assert tries[-1][0] is None and tries[-1][1] >= 2.9, tries
