@@ -100,10 +100,11 @@ def register(data: dict, *, policy, account_type: str = "customer",
     extra = None
     try:
         rows.insert(user)
-        if not confirmed:
-            send_confirmation(user, now)
-        if within is not None:
-            extra = within(user)
+        with rows.together():  # the code, the mail and what ``within`` adds
+            if not confirmed:
+                send_confirmation(user, now)
+            if within is not None:
+                extra = within(user)
         rows.commit()
     except IntegrityError as exc:
         # Taken, perhaps by a concurrent registration: the constraint is the arbiter.

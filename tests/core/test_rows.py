@@ -14,8 +14,11 @@ from sqlalchemy.orm import mapped_column
 
 from regapp.core import rows
 from regapp.extensions import db
+from regapp.models import EmailConfirmation
 from regapp.models import OutboxMessage
+from regapp.models import RefreshFamily
 from regapp.models import User
+from regapp.models import utcnow
 
 
 def _user(n: int, **extra) -> User:
@@ -132,3 +135,70 @@ def test_a_server_default_is_left_to_the_server_and_read_back_when_used(app):
         finally:
             db.session.rollback()
             _Base.metadata.drop_all(db.engine)
+
+
+def _message(n: int) -> dict:
+    return {"to_addr": f"u{n}@x.io", "subject": "s", "body_text": "b",
+            "message_id": f"<m{n}@x>"}
+
+
+def test_rows_added_together_are_written_when_the_block_ends(app, statements):
+    with app.app_context():
+        user = rows.insert(_user(1))
+        statements.clear()
+        with rows.together():
+            rows.add(EmailConfirmation, user_id=user.id, code_hash="c", expires_at=utcnow())
+            rows.add(OutboxMessage, **_message(1))
+            rows.add(RefreshFamily, id="f" * 32, user_id=user.id, current_jti="j" * 32)
+            assert statements == []  # nothing written yet
+        written = len(statements)
+        rows.commit()
+        code = db.session.execute(sa.select(EmailConfirmation)).scalar_one()
+        message = db.session.execute(sa.select(OutboxMessage)).scalar_one()
+        family = db.session.execute(sa.select(RefreshFamily)).scalar_one()
+        assert (code.user_id, code.code_hash, code.attempts, code.used_at) == (user.id, "c", 0,
+                                                                               None)
+        assert (message.to_addr, message.status, message.kind) == ("u1@x.io", "pending",
+                                                                   "confirm")
+        assert (family.user_id, family.current_jti, family.revoked_at) == (user.id, "j" * 32,
+                                                                           None)
+        # One round trip on PostgreSQL (a WITH statement), one INSERT each elsewhere.
+        assert written == (1 if db.engine.dialect.name == "postgresql" else 3)
+
+
+def test_an_error_in_the_block_writes_none_of_its_rows(app, statements):
+    with app.app_context():
+        with pytest.raises(RuntimeError), rows.together():
+            rows.add(OutboxMessage, **_message(1))
+            rows.add(OutboxMessage, **_message(2))
+            raise RuntimeError("refused")
+        assert not any(s.lstrip().startswith(("INSERT", "WITH")) for s in statements)
+        rows.commit()
+        assert db.session.execute(sa.select(OutboxMessage)).all() == []
+
+
+def test_a_constraint_refusal_in_the_written_block_is_an_integrity_error(app):
+    with app.app_context():
+        rows.add(OutboxMessage, **_message(1))
+        rows.commit()
+        with pytest.raises(IntegrityError), rows.together():
+            rows.add(OutboxMessage, **_message(2))
+            rows.add(OutboxMessage, **{**_message(3), "message_id": "<m1@x>"})
+        db.session.rollback()
+        ids = db.session.execute(sa.select(OutboxMessage.message_id)).scalars().all()
+    assert ids == ["<m1@x>"]
+
+
+def test_a_jwt_sign_up_writes_its_rows_in_two_statements_on_postgresql(app, client, statements):
+    """The user's INSERT (its id goes into the code and the mail), then the code, the
+    outbox message and the refresh family together: one round trip each."""
+    r = client.post("/api/sign-up/", json={"username": "ann", "email": "ann@x.io",
+                                            "password": "Str0ng-passphrase"})
+    assert r.status_code == 201
+    writes = [s for s in statements if s.lstrip().startswith(("INSERT", "WITH", "UPDATE"))]
+    expected = 2 if db.engine.dialect.name == "postgresql" else 4
+    assert len(writes) == expected, writes
+    with app.app_context():
+        counts = [db.session.scalar(sa.select(sa.func.count()).select_from(model))
+                  for model in (User, EmailConfirmation, OutboxMessage, RefreshFamily)]
+    assert counts == [1, 1, 1, 1]
