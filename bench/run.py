@@ -15,8 +15,9 @@ default: all):
   slowsmtp  sign-up p50 with an SMTP sink taking 1 s per message vs an instant one
             (also shown: SMTP refused and blackholed, as register_latency.py did)
   outbox    outbox delivery msgs/s to the sink (rows queued while SMTP is away)
-  scale     p50 sign-up and confirm with BENCH_SCALE_USERS existing users vs 1,000,
-            and EXPLAIN of every statement a sign-up, a confirm and a delivery run
+  scale     p50 sign-up and confirm with BENCH_SCALE_USERS existing users vs 1,000
+            (both servers up at once, runs interleaved), and EXPLAIN of every
+            statement a sign-up, a confirm and a delivery run
   peak RSS per worker (VmHWM) is read after every regapp run.
 
 Environment: BENCH_DATABASE_URL (PostgreSQL admin URL; a database is created and
@@ -438,30 +439,37 @@ class Bench:
                                   "share_of_worker_at_100_signups_per_s": share}
 
     def part_scale(self) -> None:
-        out = {}
-        for label, users in (("small", 1000), ("large", SCALE_USERS)):
-            url = self.dbs.new()
-            env = {"DATABASE_URL": url, "REGAPP_CONFIG": "development"}
-            flask_db_upgrade({**os.environ, **env})
-            started = time.monotonic()
-            bulk_users(url, users)
-            load_s = time.monotonic() - started
-            server = regapp_server(url, self.sink, self.workdir, CHEAP)
-            try:
-                signup_p50, link_p50, code_p50 = [], [], []
-                for _ in range(REPEAT):
-                    signup_p50.append(signups(server, self.prefix("sc"))["p50_us"] / 1000)
-                    links, codes, n = self.pending(url, CONFIRM_SUPPLY)
-                    duration = max(2, DURATION // 3)
-                    link_p50.append(self.replay(server, links, n, duration)["p50_us"] / 1000)
-                    code_p50.append(self.replay(server, codes, n, duration)["p50_us"] / 1000)
+        """Both sizes served at once and measured in interleaved runs (small, large,
+        small, ...), so a drift of the machine's speed during the part hits both."""
+        sizes = (("small", 1000), ("large", SCALE_USERS))
+        out, servers, urls = {}, {}, {}
+        try:
+            for label, users in sizes:
+                url = urls[label] = self.dbs.new()
+                env = {"DATABASE_URL": url, "REGAPP_CONFIG": "development"}
+                flask_db_upgrade({**os.environ, **env})
+                started = time.monotonic()
+                bulk_users(url, users)
+                out[label] = {"users": users, "load_s": time.monotonic() - started,
+                              "signup_p50_ms": [], "link_p50_ms": [], "code_p50_ms": []}
+                servers[label] = regapp_server(url, self.sink, self.workdir, CHEAP)
+            duration = max(2, DURATION // 3)
+            for _ in range(REPEAT):
+                for label, _users in sizes:
+                    out[label]["signup_p50_ms"].append(
+                        signups(servers[label], self.prefix("sc"))["p50_us"] / 1000)
+                pending = {label: self.pending(urls[label], CONFIRM_SUPPLY) for label, _ in sizes}
+                for kind, index in (("link_p50_ms", 0), ("code_p50_ms", 1)):
+                    for label, _users in sizes:
+                        path, n = pending[label][index], pending[label][2]
+                        out[label][kind].append(
+                            self.replay(servers[label], path, n, duration)["p50_us"] / 1000)
+            for server in servers.values():
                 self.note_rss(server)
-            finally:
+        finally:
+            for server in servers.values():
                 server.stop(timeout=30)
-            out[label] = {"users": users, "load_s": load_s, "signup_p50_ms": signup_p50,
-                          "link_p50_ms": link_p50, "code_p50_ms": code_p50}
-            if label == "large":
-                out["explain"] = explain_hot_queries(url, self.sink)
+        out["explain"] = explain_hot_queries(urls["large"], self.sink)
         for key in ("signup_p50_ms", "link_p50_ms", "code_p50_ms"):
             out[key.replace("_ms", "_ratio")] = (statistics.median(out["large"][key])
                                                  / statistics.median(out["small"][key]))
@@ -613,7 +621,7 @@ def explain_hot_queries(url: str, sink: Sink) -> list[dict]:
         if not recording[0]:
             return
         verb = statement.lstrip().split(None, 1)[0].upper()
-        if verb in ("SELECT", "UPDATE", "DELETE", "INSERT") and statement not in seen:
+        if verb in ("SELECT", "UPDATE", "DELETE", "INSERT", "WITH") and statement not in seen:
             seen[statement] = parameters
 
     client = app.test_client()
@@ -644,7 +652,10 @@ def explain_hot_queries(url: str, sink: Sink) -> list[dict]:
         plans = []
         with db.engine.connect() as conn:
             for statement, params in seen.items():
-                if statement.lstrip().upper().startswith("INSERT"):
+                upper = statement.lstrip().upper()
+                if upper.startswith("INSERT") or (  # or rows.together's WITH of INSERTs
+                        upper.startswith("WITH")
+                        and not re.search(r"\b(SELECT|UPDATE|DELETE)\b", upper)):
                     plans.append({"sql": _short(statement), "plan": "insert", "index": True})
                     continue
                 prefix = "EXPLAIN " if PG else "EXPLAIN QUERY PLAN "
