@@ -83,7 +83,7 @@ def together():
         yield
     finally:
         info.pop(_TOGETHER, None)
-    if len(pending) > 1 and db.session.get_bind().dialect.name == "postgresql":
+    if len(pending) > 1 and db.engine.dialect.name == "postgresql":
         shape = tuple((model, tuple(row)) for model, row in pending)
         params = {f"r{i}_{column}": value
                   for i, (_, row) in enumerate(pending) for column, value in row.items()}

@@ -47,7 +47,7 @@ def statements(app):
         sa.event.remove(db.engine, "before_cursor_execute", record)
 
 
-def test_insert_writes_the_same_row_as_a_flush(app, statements):
+def test_insert_writes_the_same_row_as_a_flush(app):
     with app.app_context():
         flushed = _user(1)
         db.session.add(flushed)
