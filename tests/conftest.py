@@ -157,6 +157,20 @@ def make_user(sign_up):
 
 
 @pytest.fixture
+def statements(app):
+    """The SQL statements the app's engine runs while the test is in its block."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    with app.app_context():
+        sa.event.listen(db.engine, "before_cursor_execute", record)
+        yield seen
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+
+
+@pytest.fixture
 def make_core_user():
     """``make_core_user(email="alice@example.org", username=None, password=PASSWORD, **extra)``:
     a user registered by the core (Django's password rules), in the caller's app context."""

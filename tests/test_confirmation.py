@@ -7,12 +7,14 @@ from datetime import timedelta
 from datetime import timezone
 
 import pytest
+import sqlalchemy as sa
 from itsdangerous import TimestampSigner
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy import update
 
 from regapp.extensions import db
+from regapp.models import EmailConfirmation
 from regapp.models import User
 from tests.smtp import html_part
 from tests.smtp import kind
@@ -163,6 +165,69 @@ def test_code_confirms_at_validation(app, client, last_confirmation, as_int, mak
     assert (r.status_code, r.get_json()) == (409, ALREADY_VALIDATED)
     r = confirm_link(client, last_confirmation()[1])
     assert (r.status_code, r.get_json()) == (400, DRF_ALREADY)
+
+
+def test_a_link_confirms_with_one_statement(app, client, last_confirmation, make_user,
+                                            statements):
+    """One UPDATE flips the flag and returns the account the answer is made from: no
+    SELECT before it or after it."""
+    email = make_user()
+    _, token, _ = last_confirmation()
+    statements.clear()
+    r = confirm_link(client, token)
+    assert r.status_code == 200 and r.get_json()["email"] == email
+    assert len(statements) == 1 and statements[0].lstrip().startswith("UPDATE"), statements
+    assert_confirmed(app, email)
+
+
+def test_a_code_confirms_with_one_read_and_one_write_on_postgresql(
+        app, client, last_confirmation, make_user, statements):
+    """The account and its codes in one SELECT; the code used up and the account
+    confirmed in one statement on PostgreSQL (two UPDATEs elsewhere)."""
+    email = make_user()
+    _, _, code = last_confirmation()
+    statements.clear()
+    r = validation(client, email, code)
+    assert (r.status_code, r.get_json()) == (201, {"message": "Validated"})
+    kinds = [s.lstrip().split(None, 1)[0] for s in statements]
+    postgresql = db.engine.dialect.name == "postgresql"
+    assert kinds == (["SELECT", "WITH"] if postgresql else ["SELECT", "UPDATE", "UPDATE"])
+    assert_confirmed(app, email)
+    with app.app_context():
+        codes = db.session.execute(select(EmailConfirmation.used_at)).scalars().all()
+    assert len(codes) == 1 and codes[0] is not None
+
+
+@pytest.mark.postgresql_only
+@pytest.mark.parametrize("meanwhile, status, body", [
+    # Wrong guesses used the code up between the read and the write.
+    ("UPDATE email_confirmations SET attempts = 5", 401, TOKEN_INCORRECT),
+    # The link confirmed the account between the read and the write.
+    ("UPDATE users SET is_email_confirmed = true", 409, ALREADY_VALIDATED),
+], ids=["code-used-up", "link-won"])
+def test_a_code_that_loses_a_race_confirms_nothing_twice(app, client, last_confirmation,
+                                                         make_user, meanwhile, status, body):
+    """Another transaction commits between the code's SELECT and its UPDATE: the one
+    statement that uses the code and confirms the account changes neither, and the
+    answer says why."""
+    email = make_user()
+    _, _, code = last_confirmation()
+
+    def race(conn, cursor, statement, *args):
+        if statement.lstrip().startswith("WITH"):
+            with sa.create_engine(app.config["SQLALCHEMY_DATABASE_URI"],
+                                  poolclass=sa.pool.NullPool).begin() as other:
+                other.execute(sa.text(meanwhile))
+
+    with app.app_context():
+        sa.event.listen(db.engine, "before_cursor_execute", race)
+        try:
+            r = validation(client, email, code)
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", race)
+        used = db.session.execute(select(EmailConfirmation.used_at)).scalars().all()
+    assert (r.status_code, r.get_json()) == (status, body)
+    assert used == [None]
 
 
 def test_code_email_is_case_insensitive(app, client, last_confirmation, make_user):

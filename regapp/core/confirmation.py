@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import bindparam
+from sqlalchemy import exists
 from sqlalchemy import select
 from sqlalchemy import update
-from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import signals
 from ..extensions import db
@@ -38,25 +38,32 @@ log = logging.getLogger(__name__)
 # more CPU than running them).
 USERS = User.__table__
 CODES = EmailConfirmation.__table__
-# The account and its codes, newest first, in one round trip (no code: one row whose
-# code columns are NULL).
-USER_AND_CODES = (select(User, CODES.c.id.label("code_id"), CODES.c.code_hash,
+# The account (every column: rows.loaded makes it the session's copy, with no ORM
+# query machinery) and its codes, newest first, in one round trip (no code: one row
+# whose code columns are NULL).
+USER_AND_CODES = (select(*USERS.c, CODES.c.id.label("code_id"), CODES.c.code_hash,
                          CODES.c.attempts, CODES.c.expires_at, CODES.c.used_at)
-                  .outerjoin(CODES, CODES.c.user_id == User.id)
-                  .where(User.email_key == bindparam("key"))
+                  .outerjoin(CODES, CODES.c.user_id == USERS.c.id)
+                  .where(USERS.c.email_key == bindparam("key"))
                   .order_by(CODES.c.id.desc()))
 USE_CODE = (update(CODES)
             .where(CODES.c.id == bindparam("code_id"), CODES.c.used_at.is_(None),
                    CODES.c.attempts < bindparam("max_attempts"))
             .values(used_at=bindparam("now")))
 # Credentials handed out before confirmation die with it (pre-hijacking): the
-# api_token is cleared and the credential version every JWT carries moves on.
+# api_token is cleared and the credential version every JWT carries moves on. It
+# returns every column: the answer, the log and the contested check read the account
+# from it, so a link costs this one statement and no SELECT.
 CONFIRM_USER = (update(USERS)
-                .where(USERS.c.id == bindparam("user_id"), USERS.c.is_email_confirmed.is_(False))
+                .where(USERS.c.id == bindparam("account"), USERS.c.is_email_confirmed.is_(False))
                 .values(is_email_confirmed=True, confirmed_at=bindparam("now"),
                         api_token_hash=None, credential_version=USERS.c.credential_version + 1)
-                .returning(USERS.c.is_email_confirmed, USERS.c.confirmed_at,
-                           USERS.c.api_token_hash, USERS.c.credential_version))
+                .returning(*USERS.c))
+# PostgreSQL: the code used up and the account confirmed in one statement (the code's
+# UPDATE a WITH query; the account's happens only if the code's did). No parameter of
+# these statements is named like a column: an UPDATE takes such a key as a SET value.
+_USED_CODE = USE_CODE.returning(CODES.c.id).cte("used_code")
+CONFIRM_USER_BY_CODE = CONFIRM_USER.where(exists(select(_USED_CODE.c.id))).add_cte(_USED_CODE)
 
 
 def confirmed(user: User, method: str) -> None:
@@ -113,18 +120,37 @@ def confirm(token_or_code, email=None) -> User:
     if email is not None and tokens.is_code(token_or_code):
         return confirm_code(email, token_or_code)
     try:
-        user = user_for_token(token_or_code)
-        if email is not None and user.email_key != _key(email):
-            raise TokenInvalid()
-        if user.is_email_confirmed:
-            raise AlreadyConfirmed()
-        set_confirmed(user.id)
+        user = _confirm_token(token_or_code, email)
     except RegappError as exc:
         refused(exc, "link")
         raise
     rows.commit()
     confirmed(user, "link")
     return user
+
+
+def _confirm_token(token, email) -> User:
+    """Confirm the account ``token`` names with one UPDATE (caller commits); when the
+    token does not fit the account that UPDATE returned, or nothing was updated, undo
+    and refuse as ``user_for_token`` and the checks after it would have."""
+    user_id, fingerprint = tokens.load_confirm_token(token)
+
+    def fits(user) -> bool:
+        return (fingerprint == tokens.email_fingerprint(user.email_key)
+                and (email is None or user.email_key == _key(email)))
+
+    changed = db.session.connection().execute(
+        CONFIRM_USER, {"account": user_id, "now": utcnow()}).first()
+    if changed is not None:
+        user = rows.loaded(User, changed)
+        if fits(user):
+            reset.after_confirmation(user)  # a contested account loses its password
+            return user
+    db.session.rollback()  # a refusal: nothing this request did stays
+    user = db.session.get(User, user_id)
+    if user is None or not fits(user):
+        raise TokenInvalid()
+    raise AlreadyConfirmed()  # unconfirmed accounts fit for the UPDATE above
 
 
 def confirm_code(email, code) -> User:
@@ -158,11 +184,11 @@ def _confirm_code(email, code) -> User:
     found = []
     key = _key(email)
     if key is not None:
-        found = db.session.execute(USER_AND_CODES, {"key": key}).all()
+        found = db.session.connection().execute(USER_AND_CODES, {"key": key}).all()
     if not found or not tokens.is_code(code):
         tokens.hash_code(0, "000000")  # same work as a real comparison
         raise CodeMismatch()
-    user = found[0].User
+    user = rows.loaded(User, found[0])
     codes = [r for r in found if r.code_id is not None]
     subject = tokens.code_subject(user)  # codes sent to another address never match
     if user.is_email_confirmed:
@@ -187,16 +213,27 @@ def _confirm_code(email, code) -> User:
         raise CodeMismatch()
     if current.expires_at <= utcnow():
         raise TokenExpired()
-    used = db.session.execute(USE_CODE, {"code_id": current.code_id, "max_attempts": max_attempts,
-                                         "now": utcnow()})
-    if used.rowcount != 1:
+    now = utcnow()
+    code_params = {"code_id": current.code_id, "max_attempts": max_attempts, "now": now}
+    user_params = {"account": user.id, "now": now}
+    connection = db.session.connection()
+    if db.engine.dialect.name == "postgresql":
+        changed = connection.execute(CONFIRM_USER_BY_CODE, code_params | user_params).first()
+    else:
+        used = connection.execute(USE_CODE, code_params)
+        changed = (connection.execute(CONFIRM_USER, user_params).first()
+                   if used.rowcount == 1 else None)
+    if changed is None:
         db.session.rollback()
-        # A concurrent request with the same code won (already confirmed), or
-        # wrong guesses used the code up in the meantime.
+        # A concurrent request with the same code (or the link) won: already
+        # confirmed; or wrong guesses used the code up in the meantime.
+        now_confirmed = db.session.scalar(
+            select(User.is_email_confirmed).where(User.id == user.id))
         used_at = db.session.scalar(
             select(EmailConfirmation.used_at).where(EmailConfirmation.id == current.code_id))
-        raise AlreadyConfirmed() if used_at is not None else TooManyAttempts()
-    set_confirmed(user.id)
+        raise AlreadyConfirmed() if now_confirmed or used_at is not None else TooManyAttempts()
+    user = rows.loaded(User, changed)
+    reset.after_confirmation(user)  # a contested account loses its password
     rows.commit()
     return user
 
@@ -270,15 +307,13 @@ def set_confirmed(user_id: int) -> User:
 
     :raises AlreadyConfirmed: it was confirmed before.
     """
-    changed = db.session.execute(CONFIRM_USER, {"user_id": user_id, "now": utcnow()}).first()
+    changed = db.session.connection().execute(
+        CONFIRM_USER, {"account": user_id, "now": utcnow()}).first()
     if changed is None:
         db.session.rollback()
         raise AlreadyConfirmed()
-    # The session's copy takes the values the UPDATE returned: the answer needs no
-    # second query (a copy not loaded yet is read once).
-    user = db.session.get(User, user_id)
-    for name, value in changed._mapping.items():
-        set_committed_value(user, name, value)
+    # The session's copy takes the values the UPDATE returned: no second query.
+    user = rows.loaded(User, changed)
     reset.after_confirmation(user)  # a contested account loses its password
     return user
 

@@ -19,6 +19,7 @@ from sqlalchemy import bindparam
 from sqlalchemy import insert as sql_insert
 from sqlalchemy import inspect
 from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
 
@@ -158,6 +159,42 @@ def _default(column):
     if default.is_callable:
         return lambda: default.arg(None)
     return None
+
+
+def loaded(model, row):
+    """The instance of ``model`` for ``row``, a row a Core statement read or returned
+    with every column of the model's table (by column name), persistent in the
+    session as if the ORM had loaded it: no ORM query machinery, and reading its
+    attributes afterwards costs no query. An instance the session already holds
+    takes the row's values (as committed, not as changes)."""
+    mapping = row._mapping if hasattr(row, "_mapping") else row
+    attributes, mapper = _attributes(model)
+    values = {attr: mapping[column] for attr, column in attributes}
+    session = db.session()
+    held = session.identity_map.get(
+        mapper.identity_key_from_primary_key([values[attr] for attr in _key_attributes(model)]))
+    if held is not None:
+        for attr, value in values.items():
+            set_committed_value(held, attr, value)
+        return held
+    obj = model(**values)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
+
+
+@functools.cache
+def _attributes(model):
+    """``([(attribute, column name)] for every column, mapper)`` of ``model``."""
+    mapper = inspect(model)
+    return tuple((mapper.get_property_by_column(column).key, column.key)
+                 for column in mapper.local_table.columns), mapper
+
+
+@functools.cache
+def _key_attributes(model) -> tuple[str, ...]:
+    mapper = inspect(model)
+    return tuple(mapper.get_property_by_column(column).key for column in mapper.primary_key)
 
 
 def commit() -> None:

@@ -3,6 +3,7 @@ the session's own transaction, and reading the inserted object back costs no que
 
 from __future__ import annotations
 
+from datetime import timedelta
 from datetime import timezone
 
 import pytest
@@ -31,20 +32,6 @@ def _row(table: str, id_: int) -> dict:
     with db.engine.connect() as conn:
         return dict(conn.execute(sa.text(f"SELECT * FROM {table} WHERE id = :id"),
                                  {"id": id_}).mappings().one())
-
-
-@pytest.fixture
-def statements(app):
-    """The SQL statements the app's engine runs while the test is in its block."""
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, *args):
-        seen.append(statement)
-
-    with app.app_context():
-        sa.event.listen(db.engine, "before_cursor_execute", record)
-        yield seen
-        sa.event.remove(db.engine, "before_cursor_execute", record)
 
 
 def test_insert_writes_the_same_row_as_a_flush(app):
@@ -135,6 +122,65 @@ def test_a_server_default_is_left_to_the_server_and_read_back_when_used(app):
         finally:
             db.session.rollback()
             _Base.metadata.drop_all(db.engine)
+
+
+def _all_columns(user_id: int):
+    return db.session.connection().execute(
+        sa.select(*User.__table__.c).where(User.__table__.c.id == user_id)).one()
+
+
+def test_loaded_is_the_sessions_copy_of_a_row_with_no_query(app, statements):
+    with app.app_context():
+        user_id = rows.insert(_user(1, first_name="Ann")).id
+        rows.commit()
+        db.session.remove()
+        row = _all_columns(user_id)
+        statements.clear()
+        user = rows.loaded(User, row)
+        seen = (user.id, user.email, user.first_name, user.created_at, user.credential_version)
+        assert db.session.get(User, user_id) is user
+        assert statements == []
+        assert seen[:3] == (user_id, "u1@x.io", "Ann") and seen[4] == 0
+        assert seen[3].utcoffset() == timedelta(0)
+        # As loaded, not as changed: a commit writes nothing; a change writes that column.
+        assert not db.session.dirty
+        user.first_name = "Anna"
+        rows.commit()
+        updates = [s for s in statements if s.lstrip().startswith("UPDATE")]
+        assert len(updates) == 1 and "first_name" in updates[0] and "email" not in updates[0]
+        assert not [s for s in statements if s.lstrip().startswith("INSERT")]
+        assert _row("users", user_id)["first_name"] == "Anna"
+
+
+def test_loaded_refreshes_a_copy_the_session_holds(app):
+    with app.app_context():
+        user_id = rows.insert(_user(1)).id
+        rows.commit()
+        held = db.session.get(User, user_id)
+        returned = db.session.connection().execute(
+            sa.update(User.__table__).where(User.__table__.c.id == user_id)
+            .values(first_name="Bo", code_failures=3).returning(*User.__table__.c)).one()
+        assert rows.loaded(User, returned) is held
+        assert (held.first_name, held.code_failures) == ("Bo", 3)
+        assert not db.session.dirty
+        rows.commit()
+        assert _row("users", user_id)["first_name"] == "Bo"
+
+
+def test_loaded_is_forgotten_by_a_rollback(app):
+    """A refused confirmation undoes its UPDATE: the copy made from what it returned
+    is read again from the row, not kept."""
+    with app.app_context():
+        user_id = rows.insert(_user(1)).id
+        rows.commit()
+        db.session.remove()
+        returned = db.session.connection().execute(
+            sa.update(User.__table__).where(User.__table__.c.id == user_id)
+            .values(first_name="Changed").returning(*User.__table__.c)).one()
+        user = rows.loaded(User, returned)
+        db.session.rollback()
+        assert db.session.get(User, user_id).first_name is None
+        assert user.first_name is None
 
 
 def _message(n: int) -> dict:
