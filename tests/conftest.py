@@ -15,7 +15,6 @@ import config
 from regapp import create_app
 from regapp.core import delivery
 from regapp.core import registration
-from regapp.core import rows
 from regapp.core.passwords import DjangoPolicy
 from regapp.extensions import db
 from tests.serverkit import postgres_database
@@ -118,7 +117,6 @@ def app(request, backend, database_urls, smtp):
         with db.engine.begin() as conn:
             if backend == "postgresql":
                 conn.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
-                rows.forget_taken_ids()  # the sequences start again at 1
             else:
                 for table in TABLES:
                     conn.execute(sa.text(f"DELETE FROM {table}"))

@@ -99,10 +99,8 @@ def register(data: dict, *, policy, account_type: str = "customer",
         user.api_token_hash = api_token_hash(api_token)
     extra = None
     try:
-        # The user, the code, the mail and what ``within`` adds: on PostgreSQL one
-        # statement, whose IntegrityError comes as the block ends.
-        with rows.together():
-            rows.insert(user)
+        rows.insert(user)
+        with rows.together():  # the code, the mail and what ``within`` adds
             if not confirmed:
                 send_confirmation(user, now)
             if within is not None:

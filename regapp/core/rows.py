@@ -12,16 +12,12 @@ costs no query.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import functools
-import os
-import threading
 
 from sqlalchemy import bindparam
 from sqlalchemy import insert as sql_insert
 from sqlalchemy import inspect
-from sqlalchemy import text
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -36,25 +32,15 @@ def insert(obj):
     Columns the caller did not set get their Python-side default (or NULL), as a
     flush would give them; one with only a server-side default is left to the
     server (and read back if it is ever used). An autoincrement primary key comes
-    back with ``RETURNING``; in a ``together`` block on PostgreSQL it is taken ahead
-    and the INSERT is written with the block's rows.
+    back with ``RETURNING``.
     """
     columns, key, statement = _plan(type(obj))
     row, filled, by_server = _values(columns, key, obj.__dict__)
     for attr, value in filled.items():
         setattr(obj, attr, value)
-    pending = db.session().info.get(_TOGETHER)
-    if (pending is not None and key is not None and key[1] not in row
-            and db.engine.dialect.name == "postgresql"):
-        # In a together block on PostgreSQL the id is taken from the sequence ahead
-        # (_take_id), so the row goes out with the block's others, which refer to it.
-        row[key[1]] = _take_id(inspect(type(obj)).local_table, key[1])
-        setattr(obj, key[0], row[key[1]])
-        pending.append((type(obj), row))
-    else:
-        result = db.session.connection().execute(statement, row)
-        if key is not None:
-            setattr(obj, key[0], result.scalar_one())
+    result = db.session.connection().execute(statement, row)
+    if key is not None:
+        setattr(obj, key[0], result.scalar_one())
     make_transient_to_detached(obj)
     db.session.add(obj)
     if by_server:
@@ -79,43 +65,16 @@ def add(model, **values) -> None:
 
 
 _TOGETHER = "regapp.rows.together"
-# Ids taken ahead from a table's sequence (PostgreSQL), per process, engine and table:
-# one round trip per ID_BLOCK new rows instead of a RETURNING per row. A process that
-# ends leaves a gap in the ids; ids are not in creation order across processes.
-ID_BLOCK = 32
-_TAKE_IDS = text("SELECT nextval(pg_get_serial_sequence(:table, :column)) "
-                 "FROM generate_series(1, :n)")
-_reserved: dict[tuple, collections.deque] = {}
-_reserve_lock = threading.Lock()
-
-
-def _take_id(table, column: str) -> int:
-    key = (os.getpid(), id(db.engine), table.name)
-    with _reserve_lock:
-        ids = _reserved.setdefault(key, collections.deque())
-        if not ids:
-            ids.extend(db.session.connection().execute(
-                _TAKE_IDS, {"table": table.name, "column": column, "n": ID_BLOCK}).scalars())
-        return ids.popleft()
-
-
-def forget_taken_ids() -> None:
-    """Drop the ids taken ahead: after a sequence was reset (``TRUNCATE … RESTART
-    IDENTITY``), they would collide with the rows the sequence numbers next."""
-    with _reserve_lock:
-        _reserved.clear()
 
 
 @contextlib.contextmanager
 def together():
-    """``add`` (and on PostgreSQL ``insert``) calls in the block are written together
-    when it ends without an error: on PostgreSQL as one statement (the first INSERTs
-    as data-modifying WITH queries, the new rows' ids taken from their sequences
-    ahead), so a sign-up's user, code, outbox and refresh-family rows cost one round
-    trip, not four; elsewhere one INSERT each (``insert`` at once, for its id).
-    Nothing in the block may read those rows back; an error in the block writes none
-    of them, and a constraint's refusal comes when the block ends. Nested blocks
-    write with the outermost."""
+    """``add`` calls in the block are written together when it ends without an error:
+    on PostgreSQL as one statement (the first INSERTs as data-modifying WITH
+    queries), so a sign-up's code, outbox and refresh-family rows cost one round
+    trip, not three; elsewhere one INSERT each. Nothing in the block may read those
+    rows back; an error in the block writes none of them. Nested blocks write with
+    the outermost."""
     info = db.session().info
     if _TOGETHER in info:
         yield
@@ -126,7 +85,6 @@ def together():
     finally:
         info.pop(_TOGETHER, None)
     if len(pending) > 1 and db.engine.dialect.name == "postgresql":
-        pending = [(model, _without_nulls(model, row)) for model, row in pending]
         shape = tuple((model, tuple(row)) for model, row in pending)
         params = {f"r{i}_{column}": value
                   for i, (_, row) in enumerate(pending) for column, value in row.items()}
@@ -134,22 +92,6 @@ def together():
         return
     for model, row in pending:
         db.session.connection().execute(_plan(model)[2], row)
-
-
-def _without_nulls(model, row: dict) -> dict:
-    """``row`` without its NULLs: an INSERT that leaves such a column out writes NULL
-    too (unless the column has a server default, which is kept). A sign-up's four rows
-    then take fewer than 50 parameters, and psycopg caches and prepares the statement
-    (it does neither past 50 parameters or 4,096 characters)."""
-    keep = _server_defaulted(model)
-    return {column: value for column, value in row.items()
-            if value is not None or column in keep}
-
-
-@functools.cache
-def _server_defaulted(model) -> frozenset:
-    return frozenset(column.key for column in inspect(model).local_table.columns
-                     if column.server_default is not None)
 
 
 @functools.lru_cache(maxsize=64)
