@@ -167,12 +167,12 @@ def loaded(model, row):
     session as if the ORM had loaded it: no ORM query machinery, and reading its
     attributes afterwards costs no query. An instance the session already holds
     takes the row's values (as committed, not as changes)."""
-    mapping = row._mapping if hasattr(row, "_mapping") else row
-    attributes, mapper = _attributes(model)
+    mapper, attributes, key = _attributes(model)
+    mapping = row._mapping
     values = {attr: mapping[column] for attr, column in attributes}
     session = db.session()
     held = session.identity_map.get(
-        mapper.identity_key_from_primary_key([values[attr] for attr in _key_attributes(model)]))
+        mapper.identity_key_from_primary_key([values[attr] for attr in key]))
     if held is not None:
         known = held.__dict__
         for attr, value in values.items():
@@ -190,16 +190,13 @@ def loaded(model, row):
 
 @functools.cache
 def _attributes(model):
-    """``([(attribute, column name)] for every column, mapper)`` of ``model``."""
+    """``(mapper, ((attribute, column name) for every column), primary-key attributes)``
+    of ``model``, worked out once."""
     mapper = inspect(model)
-    return tuple((mapper.get_property_by_column(column).key, column.key)
-                 for column in mapper.local_table.columns), mapper
-
-
-@functools.cache
-def _key_attributes(model) -> tuple[str, ...]:
-    mapper = inspect(model)
-    return tuple(mapper.get_property_by_column(column).key for column in mapper.primary_key)
+    return (mapper,
+            tuple((mapper.get_property_by_column(column).key, column.key)
+                  for column in mapper.local_table.columns),
+            tuple(mapper.get_property_by_column(column).key for column in mapper.primary_key))
 
 
 def commit() -> None:
