@@ -447,6 +447,41 @@ def test_send_due_that_raises_leaves_nothing_in_sending(app, backend, server):
     assert [m["To"] for m in server.messages] == [f"bad{i}@example.com" for i in (0, 2, 3)]
 
 
+def test_a_batch_is_claimed_and_read_in_one_transaction_with_no_rollback(app, smtp,
+                                                                         statements):
+    """The claim returns what the batch sends; the accounts are looked up before its
+    commit. No transaction of a pass ends in ROLLBACK: on PostgreSQL psycopg drops
+    every prepared statement of the connection at one, and the pool hands that
+    connection to the next sign-up."""
+    queue(app, 3)
+    ended = []
+    with app.app_context():
+        sa.event.listen(db.engine, "commit", lambda conn: ended.append("commit"))
+        sa.event.listen(db.engine, "rollback", lambda conn: ended.append("rollback"))
+        statements.clear()
+        assert delivery.send_due() == {"sent": 3, "retry": 0, "failed": 0}
+    batch_reads = [s for s in statements
+                   if s.lstrip().upper().startswith("SELECT") and "body_text" in s]
+    claims = [s for s in statements if s.lstrip().upper().startswith("UPDATE")
+              and "RETURNING" in s.upper() and "body_text" in s]
+    assert batch_reads == [] and len(claims) == 1
+    assert ended == ["commit", "commit"]  # the claim (with the read), then "sent"
+    assert [m["Subject"] for m in smtp.messages] == ["hello 0", "hello 1", "hello 2"]
+    assert [(r.status, r.attempts) for r in rows(app)] == [("sent", 1)] * 3
+
+
+def test_a_claim_whose_reader_fails_claims_nothing(app):
+    queue(app, 2)
+
+    def reader(claimed):
+        assert [row.id for row in claimed] == sorted(row.id for row in claimed)
+        raise RuntimeError("the batch could not be read")
+
+    with app.app_context(), pytest.raises(RuntimeError):
+        outbox.claim_due(columns=(OutboxMessage.to_addr,), then=reader)
+    assert [(r.status, r.claimed_by) for r in rows(app)] == [("pending", None)] * 2
+
+
 @pytest.mark.config(MAIL_TIMEOUT=1)
 def test_smtp_connection_times_out_and_the_row_is_kept(app, smtp, blackhole):
     app.config["MAIL_PORT"] = blackhole

@@ -241,15 +241,16 @@ class Letter(NamedTuple):
     account_id: int | None = None  # for the logs
 
 
-def _load(ids: list[int]) -> dict[int, Letter]:
-    """The claimed rows in one query, as plain tuples (no ORM identity map to expire),
-    with the accounts they go to in one more (for the logs, which never show addresses)."""
-    rows = db.session.execute(
-        select(OutboxMessage.id, OutboxMessage.attempts, OutboxMessage.to_addr,
-               OutboxMessage.subject, OutboxMessage.body_text, OutboxMessage.body_html,
-               OutboxMessage.message_id, OutboxMessage.kind)
-        .where(OutboxMessage.id.in_(ids))
-    ).all()
+# What a batch reads of each row it claims (besides the id), in Letter's order.
+LETTER_COLUMNS = (OutboxMessage.attempts, OutboxMessage.to_addr, OutboxMessage.subject,
+                  OutboxMessage.body_text, OutboxMessage.body_html, OutboxMessage.message_id,
+                  OutboxMessage.kind)
+
+
+def _letters(rows) -> dict[int, Letter]:
+    """The claimed rows (``id, status, *LETTER_COLUMNS``) as Letters by id, in order,
+    with the accounts they go to, found in one query (for the logs, which never show
+    addresses)."""
     keys = {}
     for row in rows:
         try:
@@ -259,7 +260,7 @@ def _load(ids: list[int]) -> dict[int, Letter]:
     accounts = dict(db.session.execute(
         select(User.email_key, User.id).where(User.email_key.in_(set(keys.values())))
     ).all()) if keys else {}
-    return {row.id: Letter(*row, account_id=accounts.get(keys.get(row.to_addr)))
+    return {row.id: Letter(row.id, *row[2:], account_id=accounts.get(keys.get(row.to_addr)))
             for row in rows}
 
 
@@ -287,7 +288,8 @@ def send_batch(limit: int = BATCH_SIZE,
     return counts by outcome and whether messages were given back unsent at the
     batch's time limit (more is due at once).
 
-    The batch is claimed in one statement and loaded in one query; "sent" is
+    The batch is claimed and read in one statement (and its accounts looked up in one
+    query, in the same transaction); "sent" is
     committed once per group of SENT_GROUP messages (or SENT_GROUP_SECONDS), so a
     crash re-sends at most that group once more, with the same Message-IDs. A
     message the server refuses is recorded and the session goes on after smtplib's
@@ -296,9 +298,12 @@ def send_batch(limit: int = BATCH_SIZE,
     ``stop`` is set the batch ends after the message in hand and gives the rest back.
     """
     counts = {"sent": 0, "retry": 0, "failed": 0}
-    todo = outbox.claim_due(limit)
-    if not todo:
+    # The claim's own transaction reads the batch; none is open during the SMTP I/O
+    # (a slow SMTP server must never hold database locks that registrations wait for).
+    letters = outbox.claim_due(limit, LETTER_COLUMNS, _letters)
+    if not letters:
         return counts, False
+    todo = list(letters)  # ids, in order; popped as they are handled
     app = current_app._get_current_object()
     accepted: list[int] = []  # the SMTP server said 250; "sent" not yet recorded
     host = None
@@ -308,10 +313,6 @@ def send_batch(limit: int = BATCH_SIZE,
     deadline = time.monotonic() + min(BATCH_SECONDS, app.config["MAIL_CLAIM_LEASE"] / 2)
     lease = outbox.leases.hold(app, todo)
     try:
-        letters = _load(todo)
-        # No transaction stays open across SMTP I/O: a slow SMTP server
-        # must never hold database locks that registrations wait for.
-        db.session.rollback()
         from_addr = outbox.sender()
         recorded = time.monotonic()
         # A worker shutting down (SIGTERM, --max-requests) waits only seconds for this

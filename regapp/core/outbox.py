@@ -154,8 +154,16 @@ def _due_condition(now, dead_owners=()):
     )
 
 
-def claim_due(limit: int = BATCH_SIZE) -> list[int]:
+def claim_due(limit: int = BATCH_SIZE, columns: tuple = (), then=None) -> list:
     """Atomically claim up to ``limit`` due messages in one statement; return their ids.
+
+    With ``columns`` (of OutboxMessage) the claiming statement returns them too, and
+    ``then`` gets the claimed rows, ``(id, status, *columns)`` in id order, inside the
+    claim's transaction: what it returns is returned instead of the ids. A sender
+    reads its batch this way with no transaction of its own (on PostgreSQL, psycopg
+    forgets its prepared statements at every ROLLBACK, so a read-only transaction
+    ended by one cost the next requests on that connection their prepared plans).
+    If ``then`` raises, nothing is claimed.
 
     PostgreSQL locks the candidates with ``FOR UPDATE SKIP LOCKED``; SQLite runs
     one writer at a time; on both the UPDATE re-checks that each row is still due,
@@ -181,10 +189,11 @@ def claim_due(limit: int = BATCH_SIZE) -> list[int]:
                     last_error=case((used_up, "sender lost its claim too often"),
                                     else_=OutboxMessage.last_error),
                     attempts=OutboxMessage.attempts + case((taken_over, 1), else_=0))
-            .returning(OutboxMessage.id, OutboxMessage.status)
+            .returning(OutboxMessage.id, OutboxMessage.status, *columns)
             .execution_options(synchronize_session=False)
         )
-        claimed = sorted(row_id for row_id, status in result if status == "sending")
+        rows = sorted((row for row in result if row.status == "sending"), key=lambda r: r.id)
+        claimed = then(rows) if then is not None else [row.id for row in rows]
         db.session.commit()
     except BaseException:
         db.session.rollback()
