@@ -23,6 +23,7 @@ import uuid
 from flask import g
 from flask import got_request_exception
 from flask import request
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import MethodNotAllowed
 
 log = logging.getLogger("regapp.request")
@@ -54,6 +55,19 @@ def init_app(app) -> None:
     app.before_request_funcs.setdefault(None, []).insert(0, _start)
     app.after_request(_finish)
     got_request_exception.connect(_log_unhandled, app)
+    app.session_interface = CookieSessions()
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, except that a request without a session cookie
+    gets its empty session without the cookie's signing serializer being built (Flask
+    builds one per request, whatever the request): only the pages' forms use the
+    session (their CSRF token), and no API request carries its cookie."""
+
+    def open_session(self, app, request):
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 def request_id() -> str:

@@ -6,6 +6,7 @@ from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 import pytest
+from flask import request
 from itsdangerous import TimestampSigner
 from sqlalchemy import select
 
@@ -196,3 +197,23 @@ def test_email_carries_no_text_from_the_request(app, deliver, make_core_user):
     for part in (html_part(msg), text_part(msg)):
         assert "Hello," in part
         assert "LOCKED" not in part and "evil.example" not in part and "unlock-now" not in part
+
+
+def test_the_session_cookie_is_read_only_when_sent(app, client):
+    """No session cookie: an empty session, none set. The pages' forms still put their
+    CSRF token in a signed session cookie, which the next request reads back; a
+    forged one is an empty session, as in Flask."""
+    interface = app.session_interface
+    with app.test_request_context("/api/sign-up/"):
+        session = interface.open_session(app, request)
+        assert dict(session) == {} and not session.modified
+    assert "Set-Cookie" not in client.get("/healthz").headers
+    page = client.get("/reset-password/")
+    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+    assert cookie is not None and "csrf_token" in page.get_data(as_text=True)
+    with app.test_request_context(
+            "/", headers={"Cookie": f"{cookie.key}={cookie.value}"}):
+        assert "csrf_token" in interface.open_session(app, request)
+    with app.test_request_context(
+            "/", headers={"Cookie": f"{cookie.key}=forged.{cookie.value[7:]}"}):
+        assert dict(interface.open_session(app, request)) == {}
