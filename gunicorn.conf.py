@@ -31,7 +31,8 @@ class EscapingLogger(glogging.Logger):
 logger_class = EscapingLogger
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-worker_class = "gthread"
+# gthread, with connections spread evenly over the workers (regapp/serving.py says why).
+worker_class = "regapp.serving.BalancedThreadWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = 30
 graceful_timeout = 20
