@@ -137,11 +137,15 @@ def bare_server(sink: Sink, workdir: Path) -> Server:
 
 
 LOADS: list[float] = []  # the 1-minute load average at the end of every wrk run
+SHARES: list[float] = []  # per wrk run: the busiest worker's share of the workers' CPU
 
 
 def wrk(url: str, script: str, *args: str, duration: int = DURATION,
-        connections: int = CONNECTIONS) -> dict:
-    """One wrk run; the numbers its Lua ``done`` printed."""
+        connections: int = CONNECTIONS, server: Server | None = None) -> dict:
+    """One wrk run; the numbers its Lua ``done`` printed. With ``server``, also how the
+    workers shared the work: ``busiest_worker_share`` of their CPU time (0.5 with two
+    workers evenly loaded, 1.0 when one did everything)."""
+    before = worker_cpu(server) if server else {}
     cmd = ["wrk", "-t", str(WRK_THREADS), "-c", str(connections), "-d", f"{duration}s",
            "--timeout", "30s", "-s", str(ROOT / "bench" / script), url, "--", *args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
@@ -153,13 +157,19 @@ def wrk(url: str, script: str, *args: str, duration: int = DURATION,
     result["loadavg_1m"] = os.getloadavg()[0]
     LOADS.append(result["loadavg_1m"])
     result["rate"] = result["requests"] / (result["duration_us"] / 1e6)
+    if server:
+        after = worker_cpu(server)
+        spent = [after[pid] - before.get(pid, 0.0) for pid in after]
+        if sum(spent) > 0:
+            result["busiest_worker_share"] = max(spent) / sum(spent)
+            SHARES.append(result["busiest_worker_share"])
     result["ok_rate"] = (result["requests"] - result["bad_status"]) / (result["duration_us"] / 1e6)
     return result
 
 
 def signups(server: Server, prefix: str, duration: int = DURATION) -> dict:
     return wrk(server.url("/api/sign-up/"), "signup.lua", prefix, "/api/sign-up/",
-               duration=duration)
+               duration=duration, server=server)
 
 
 def worker_rss_kib(server: Server) -> list[int]:
@@ -181,21 +191,26 @@ def worker_rss_kib(server: Server) -> list[int]:
     return peaks
 
 
-def worker_cpu_seconds(server: Server) -> float:
-    """User + system CPU time of the gunicorn workers so far (all their threads)."""
+def worker_cpu(server: Server) -> dict[int, float]:
+    """User + system CPU seconds of each gunicorn worker so far (all its threads), by pid."""
     pid = server.proc.pid
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
-        return 0.0
-    ticks = 0
+        return {}
+    spent = {}
     for child in children:
         try:
             fields = Path(f"/proc/{child}/stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        spent[int(child)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return spent
+
+
+def worker_cpu_seconds(server: Server) -> float:
+    """User + system CPU time of the gunicorn workers so far (all their threads)."""
+    return sum(worker_cpu(server).values())
 
 
 def wait_for_mail(sink: Sink, prefix: str, expected: int, grace: float) -> int:
@@ -326,7 +341,7 @@ class Bench:
             wrk(bare.url("/echo"), "signup.lua", "bare", "/echo", duration=2)
             for _ in range(REPEAT):  # interleaved
                 run = self.counted_signups(server, "cheap")
-                bare_run = wrk(bare.url("/echo"), "signup.lua", "bare", "/echo")
+                bare_run = wrk(bare.url("/echo"), "signup.lua", "bare", "/echo", server=bare)
                 regapp_rates.append(run["counted_rate"])
                 bare_rates.append(bare_run["ok_rate"])
                 ratios.append(run["counted_rate"] / bare_run["ok_rate"])
@@ -346,7 +361,7 @@ class Bench:
 
     def replay(self, server: Server, path: Path, lines: int, duration: int) -> dict:
         run = wrk(server.url("/"), "replay.lua", str(path), str(WRK_THREADS),
-                  duration=duration)
+                  duration=duration, server=server)
         run["reused_lines"] = run["requests"] > lines
         return run
 
@@ -363,7 +378,7 @@ class Bench:
                 link = self.replay(server, links, n, duration)
                 code = self.replay(server, codes, n, duration)
                 ping = wrk(bare.url("/ping"), "replay.lua", str(self._ping_file()),
-                           str(WRK_THREADS), duration=duration)
+                           str(WRK_THREADS), duration=duration, server=bare)
                 out["runs"].append({"link": link, "code": code, "bare": ping})
                 out["link_per_s"].append(link["ok_rate"])
                 out["code_per_s"].append(code["ok_rate"])
@@ -743,6 +758,9 @@ def table(results: dict) -> str:
     if LOADS:
         rows.append(("   1-min load average at the end of each wrk run", spread(LOADS),
                      f"{len(LOADS)} runs, {results['meta']['cores']} cores"))
+    if SHARES:
+        rows.append(("   busiest worker's share of the workers' CPU per wrk run",
+                     spread(SHARES), "0.5: even"))
     if results["rss_kib"]:
         rows.append(("7. peak RSS per worker (MiB)",
                      f"{max(results['rss_kib']) / 1024:.1f} (max of "
@@ -778,7 +796,8 @@ def main() -> None:
         "cores": cores(), "machine": platform.platform(), "python": platform.python_version(),
         "quick": QUICK, "duration_s": DURATION, "repeat": REPEAT,
         "wrk": f"-t{WRK_THREADS} -c{CONNECTIONS}", "loadavg": os.getloadavg(),
-        "wrk_loadavg_1m": LOADS, "cpu": _proc_field("/proc/cpuinfo", "model name"),
+        "wrk_loadavg_1m": LOADS, "busiest_worker_share": SHARES,
+        "cpu": _proc_field("/proc/cpuinfo", "model name"),
         "memory": _proc_field("/proc/meminfo", "MemTotal")}
     JSON_PATH.write_text(json.dumps(results, indent=1, default=str))
     print(table(results))
