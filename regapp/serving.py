@@ -69,7 +69,8 @@ class BalancedThreadWorker(ThreadWorker):
     @property
     def worker_connections(self) -> int:
         mine = self.nr_conns
-        _SLOT.pack_into(_BOARD, self._slot * _SLOT.size, os.getpid(), mine, time.monotonic())
+        if self._running:
+            _SLOT.pack_into(_BOARD, self._slot * _SLOT.size, os.getpid(), mine, time.monotonic())
         if not mine:  # none: it may accept whatever the others hold
             return self._worker_connections
         fewest = self._fewest(mine)
@@ -95,8 +96,27 @@ class BalancedThreadWorker(ThreadWorker):
                 req.force_close()
         return super().handle_request(req, conn)
 
+    # gunicorn sets ``alive`` to False when the worker is to stop (a signal, its
+    # max_requests, its parent gone): from then on it accepts nothing, so it leaves
+    # the board at once. Were its last count left there, a sibling holding more would
+    # refuse new connections until that count went stale.
+    @property
+    def alive(self) -> bool:
+        return self._running
+
+    @alive.setter
+    def alive(self, value: bool) -> None:
+        self._running = value
+        if not value:
+            self._leave()
+
+    def _leave(self) -> None:
+        slot = getattr(self, "_slot", None)
+        if slot is not None:
+            _SLOT.pack_into(_BOARD, slot * _SLOT.size, 0, 0, 0.0)
+
     def run(self) -> None:
         try:
             super().run()
         finally:
-            _SLOT.pack_into(_BOARD, self._slot * _SLOT.size, 0, 0, 0.0)
+            self._leave()

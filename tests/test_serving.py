@@ -92,3 +92,32 @@ def test_keep_alive_connections_end_up_spread_over_the_workers(tmp_path):
         for conn in connections:
             conn.close()
         server.stop()
+
+
+@pytest.fixture
+def board():
+    """Two workers of this process on the shared board, as ThreadWorker leaves them
+    after its constructor (no gunicorn around); the board is cleared afterwards."""
+    def worker(slot, connections):
+        made = object.__new__(serving.BalancedThreadWorker)
+        made._slot, made.nr_conns, made.worker_connections = slot, connections, 1000
+        made.alive = True
+        return made
+
+    yield worker
+    serving._BOARD[:] = bytes(len(serving._BOARD))
+
+
+def test_a_worker_accepts_only_while_no_live_sibling_holds_fewer(board):
+    busy, idle = board(5, 3), board(6, 1)
+    idle.worker_connections  # noqa: B018 - a turn of its loop: it publishes its count
+    assert busy.worker_connections == 2  # ThreadWorker accepts while 3 < this: it doesn't
+    assert idle.worker_connections == 4  # it accepts until it holds more than busy
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    serving._SLOT.pack_into(serving._BOARD, 7 * serving._SLOT.size, dead.pid, 0,
+                            time.monotonic())
+    assert busy.worker_connections == 2  # a sibling whose process is gone does not count
+    idle.alive = False  # stopping (a signal, max_requests): it leaves the board at once
+    assert serving._SLOT.unpack_from(serving._BOARD, 6 * serving._SLOT.size)[0] == 0
+    assert busy.worker_connections == 1000
