@@ -84,22 +84,21 @@ def register(data: dict, *, policy, account_type: str = "customer",
     password_hash = passwords.hash_password(data["password"])
 
     now = utcnow()
-    user = User(
-        username=username, username_key=ukey, email=email, email_key=ekey,
-        password_hash=password_hash, account_type=account_type,
-        profile=profile,
-        is_email_confirmed=confirmed, confirmed_at=now if confirmed else None,
-        # Written with the INSERT, not by an UPDATE when the mail is queued.
-        confirmation_sent_at=None if confirmed else now,
-        code_failures=0,
-        **{name: data.get(name) for name in PROFILE_FIELDS},
-    )
     api_token = secrets.token_hex(16) if issue_api_token else None
-    if api_token:
-        user.api_token_hash = api_token_hash(api_token)
     extra = None
     try:
-        rows.insert(user)
+        user = rows.insert(
+            User,
+            username=username, username_key=ukey, email=email, email_key=ekey,
+            password_hash=password_hash, account_type=account_type,
+            profile=profile,
+            is_email_confirmed=confirmed, confirmed_at=now if confirmed else None,
+            # Written with the INSERT, not by an UPDATE when the mail is queued.
+            confirmation_sent_at=None if confirmed else now,
+            code_failures=0,
+            api_token_hash=api_token_hash(api_token) if api_token else None,
+            **{name: data.get(name) for name in PROFILE_FIELDS},
+        )
         with rows.together():  # the code, the mail and what ``within`` adds
             if not confirmed:
                 send_confirmation(user, now)
