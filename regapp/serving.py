@@ -6,12 +6,12 @@ connection then stays with that worker for good, so a few long-lived client
 connections (a proxy's upstream pool, a load generator) can all end up on one worker:
 its threads share one interpreter lock, hence one core, while the other workers idle.
 Measured here with 2 workers and 4 keep-alive connections: in 4 of 10 runs one worker
-took all four, and served 0.55 times the sign-ups of an even split.
+took all four, and served about 0.6 times the sign-ups of an even split.
 
 ``BalancedThreadWorker`` accepts only while it holds no more connections than the
 least loaded of its live siblings, and closes a connection after its answer while it
-holds two or more more than one of them. The workers publish their connection counts on a
-small board of shared memory (mapped before gunicorn forks them); a sibling that has
+holds at least two more than one of them. The workers publish their connection counts
+on a small board of shared memory (mapped before gunicorn forks them); a sibling that has
 not looked in for STALE_S seconds (stuck, or gone) or whose process is gone does not
 count. Some worker can always accept: the one with the fewest connections.
 """

@@ -192,8 +192,8 @@ def claim_due(limit: int = BATCH_SIZE, columns: tuple = (), then=None) -> list:
             .returning(OutboxMessage.id, OutboxMessage.status, *columns)
             .execution_options(synchronize_session=False)
         )
-        rows = sorted((row for row in result if row.status == "sending"), key=lambda r: r.id)
-        claimed = then(rows) if then is not None else [row.id for row in rows]
+        taken = sorted((row for row in result if row.status == "sending"), key=lambda r: r.id)
+        claimed = then(taken) if then is not None else [row.id for row in taken]
         db.session.commit()
     except BaseException:
         db.session.rollback()
