@@ -75,14 +75,18 @@ def _ping_if_idle(dbapi_connection, connection_record, connection_proxy):
 
 
 def init_app(app) -> None:
-    """Bounded waits: SQLite's lock timeout, PostgreSQL's connect timeout."""
+    """Bounded waits: SQLite's lock timeout, PostgreSQL's connect timeout; on PostgreSQL,
+    cursors that describe their results on demand (``pgcursor``)."""
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
     connect_args = dict(options.get("connect_args") or {})
     if uri.startswith("sqlite"):
         connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
     elif uri.startswith("postgresql"):
+        from . import pgcursor  # noqa: PLC0415 - psycopg only where it is the driver
+
         options.setdefault("pool_recycle", POOL_RECYCLE_S)
+        connect_args.setdefault("cursor_factory", pgcursor.Cursor)
         if "connect_timeout" not in make_url(uri).query:
             # libpq waits for an unreachable host (no RST, just silence) for minutes;
             # gunicorn would kill the worker first. This way the client gets a 503.
