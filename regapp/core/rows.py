@@ -46,10 +46,7 @@ def insert(model, **values):
     state = {attr: row[column] for attr, column, _ in columns if attr not in skipped}
     if key is not None:
         state[key[0]] = row[key[1]] if key[1] in row else result.scalar_one()
-    obj = inspect(model).class_manager.new_instance()
-    obj.__dict__.update(state)
-    make_transient_to_detached(obj)
-    db.session.add(obj)
+    obj = _adopt(inspect(model), state)
     if by_server:
         db.session.expire(obj, by_server)  # read back from the row when first used
     return obj
@@ -190,12 +187,18 @@ def loaded(model, row):
             if attr not in known or known[attr] != value:
                 set_committed_value(held, attr, value)
         return held
-    # As the ORM's loader does: the values straight into the instance's dict (the
-    # constructor's attribute events, history and all, cost more than the query).
+    return _adopt(mapper, values)
+
+
+def _adopt(mapper, values: dict):
+    """A new instance of ``mapper``'s class holding ``values`` (attribute names), made
+    as the ORM's loader makes one and added to the session as persistent: the values
+    go straight into its dict (the constructor's attribute events, history and all,
+    cost more than the statement that wrote or read them)."""
     obj = mapper.class_manager.new_instance()
     obj.__dict__.update(values)
     make_transient_to_detached(obj)
-    session.add(obj)
+    db.session.add(obj)
     return obj
 
 
