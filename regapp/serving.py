@@ -25,22 +25,14 @@ import time
 
 from gunicorn.workers.gthread import ThreadWorker
 
+from . import pids
+
 SLOTS = 32
 STALE_S = 1.5  # an idle worker looks in at least once a second (its poll timeout)
 _SLOT = struct.Struct("=iid")  # pid, connections, when it last looked in (monotonic)
 # Anonymous and shared: created when gunicorn loads the worker class, in the master,
 # so every worker forked from it writes to the same pages.
 _BOARD = mmap.mmap(-1, SLOTS * _SLOT.size)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 class BalancedThreadWorker(ThreadWorker):
@@ -59,7 +51,7 @@ class BalancedThreadWorker(ThreadWorker):
             if (slot == self._slot or not pid or now - seen > STALE_S
                     or (fewest is not None and conns >= fewest)):
                 continue
-            if conns < mine and not _alive(pid):
+            if conns < mine and not pids.alive(pid):
                 continue
             fewest = conns
         return fewest

@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from .. import pids
 from ..extensions import db
 from ..models import OutboxMessage
 from ..models import utcnow
@@ -103,23 +104,6 @@ def _hostname() -> str:
     return socket.gethostname()[:200]
 
 
-def _alive(pid: int) -> bool:
-    """True unless process ``pid`` of this host is gone (or a zombie waiting to be reaped)."""
-    if pid <= 0:
-        return True  # not a process id: leave the claim to its lease
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # another user's process (EPERM): it exists
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
-
-
 _dead_cache: dict = {"at": float("-inf"), "owners": ()}
 
 
@@ -137,7 +121,7 @@ def _dead_owners() -> tuple[str, ...]:
     ).all()
     dead = tuple(who for who in holders
                  if who != me and who[len(prefix):].isdigit()
-                 and not _alive(int(who[len(prefix):])))
+                 and not pids.alive(int(who[len(prefix):])))
     _dead_cache.update(at=now, owners=dead)
     return dead
 
