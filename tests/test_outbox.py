@@ -6,6 +6,8 @@ import logging
 import os
 import random
 import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -376,6 +378,35 @@ def test_a_claim_stuck_in_sending_is_resent_after_the_lease(app, smtp):
     set_rows(app, claimed_at=utcnow() - timedelta(seconds=lease + 1))
     assert send(app) == {"sent": 1, "retry": 0, "failed": 0}
     assert message_ids(smtp.messages) == [rows(app)[0].message_id]
+
+
+def test_claims_of_a_process_that_is_gone_are_taken_over_before_their_lease(app, smtp):
+    """A claim held by a process of this host that no longer exists is taken at once
+    (counted as an attempt); one held by a live process waits for its lease."""
+    queue(app, 3)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        host = socket.gethostname()
+        with app.app_context():
+            first, second, _ = (r.id for r in rows(app))
+            for row_id, pid in ((first, gone.pid), (second, live.pid)):
+                db.session.execute(sa.update(OutboxMessage).where(OutboxMessage.id == row_id)
+                                   .values(status="sending", claimed_at=utcnow(),
+                                           claimed_by=f"{host}:{pid}"))
+            db.session.commit()
+        time.sleep(outbox.DEAD_OWNER_CHECK_S)  # this process looked for dead owners before
+        assert send(app) == {"sent": 2, "retry": 0, "failed": 0}
+        by_id = {r.id: r for r in rows(app)}
+        assert (by_id[first].status, by_id[first].attempts) == ("sent", 2)
+        assert (by_id[second].status, by_id[second].claimed_by) == ("sending",
+                                                                      f"{host}:{live.pid}")
+        assert sorted(m["To"] for m in smtp.messages) == sorted(
+            r.to_addr for r in by_id.values() if r.status == "sent")
+    finally:
+        live.kill()
+        live.wait()
 
 
 @pytest.mark.config(MAIL_MAX_ATTEMPTS=3)
