@@ -202,7 +202,8 @@ def _send(host: smtplib.SMTP, from_addr: str, to_addr: str, data: bytes) -> None
         _refused(host, smtplib.SMTPRecipientsRefused({to_addr: rcpt}), rcpt[0])
     if start[0] != 354:
         _refused(host, smtplib.SMTPDataError(*start), start[0])
-    text = DOT_AT_LINE_START.sub(b"..", data)
+    # Most messages have no line that starts with a dot: a search, not a substitution.
+    text = DOT_AT_LINE_START.sub(b"..", data) if data[:1] == b"." or b"\n." in data else data
     host.send(text + (b"" if text.endswith(b"\r\n") else b"\r\n") + b".\r\n")
     code, reply = host.getreply()
     if code != 250:
