@@ -53,9 +53,15 @@ def insert(model, **values):
 
 
 def _known(model, columns, key, values: dict) -> None:
-    unknown = set(values) - {attr for attr, _, _ in columns} - {key[0] if key else None}
-    if unknown:
+    if not _attribute_names(model).issuperset(values):
+        unknown = set(values) - _attribute_names(model)
         raise TypeError(f"{model.__name__} has no column {', '.join(sorted(unknown))}")
+
+
+@functools.cache
+def _attribute_names(model) -> frozenset:
+    columns, key, _ = _plan(model)
+    return frozenset([attr for attr, _, _ in columns] + ([key[0]] if key else []))
 
 
 def add(model, **values) -> None:
