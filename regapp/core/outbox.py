@@ -47,7 +47,7 @@ DEAD_OWNER_CHECK_S = 1.0
 MIN_RENEW_INTERVAL_S = 0.2
 # The dispatcher's statements are Core, on the table's own columns, run on the
 # session's connection: through the ORM's bulk-update layer (session synchronisation,
-# which they never need) a claim cost 3 ms of CPU, more than the statements did.
+# which they never need) a 20-message claim took 2.1 instead of 1.4 ms of CPU.
 OUTBOX = OutboxMessage.__table__
 # Set after a commit that queued mail; the dispatcher thread waits on it.
 wakeup = threading.Event()
