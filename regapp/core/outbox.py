@@ -136,7 +136,8 @@ def _due_condition(dead_owners: bool):
     if dead_owners:
         lost = or_(lost, c.claimed_by.in_(bindparam("dead", expanding=True)))
     return or_(
-        and_(c.status == "pending", c.next_attempt_at <= bindparam("now", type_=c.claimed_at.type)),
+        and_(c.status == "pending",
+             c.next_attempt_at <= bindparam("now", type_=c.next_attempt_at.type)),
         # A claim whose sender died (crash between claim and mark) is taken again.
         and_(c.status == "sending", lost),
     )
@@ -144,8 +145,9 @@ def _due_condition(dead_owners: bool):
 
 @functools.lru_cache(maxsize=16)
 def _claim_statement(dialect: str, dead_owners: bool, columns: tuple[str, ...]):
-    """The claiming UPDATE, built once per shape; its values are bound per pass
-    (``now``, ``lease_cutoff``, ``owner``, ``max_attempts``, ``limit``, ``dead``)."""
+    """The claiming UPDATE, built once per shape (``columns``: attribute names of
+    OutboxMessage to return); its values are bound per pass (``now``,
+    ``lease_cutoff``, ``owner``, ``max_attempts``, ``limit``, ``dead``)."""
     c = OUTBOX.c
     due = _due_condition(dead_owners)
     candidates = select(c.id).where(due).order_by(c.id).limit(bindparam("limit"))
@@ -163,7 +165,7 @@ def _claim_statement(dialect: str, dead_owners: bool, columns: tuple[str, ...]):
                 last_error=case((used_up, "sender lost its claim too often"),
                                 else_=c.last_error),
                 attempts=c.attempts + case((taken_over, 1), else_=0))
-        .returning(c.id, c.status, *(c[name] for name in columns))
+        .returning(c.id, c.status, *(OutboxMessage.__mapper__.columns[key] for key in columns))
     )
 
 
@@ -336,7 +338,10 @@ def release(todo: list[int], accepted: list[int]) -> None:
             continue
         try:
             db.session.rollback()
-            mark_sent(ids) if values is None else mark(ids, **values)
+            if values is None:
+                mark_sent(ids)
+            else:
+                mark(ids, **values)
         except Exception as exc:  # noqa: BLE001 - the lease expires and frees them anyway
             log.warning("outbox: could not update %d claimed message(s) (%s); "
                         "they are retried when the claim lease expires",
