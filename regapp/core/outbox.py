@@ -211,15 +211,20 @@ _HELD = and_(OUTBOX.c.id.in_(bindparam("ids", expanding=True)), OUTBOX.c.status 
              OUTBOX.c.claimed_by == bindparam("owner"))
 
 
+def _update_held(statement, ids, **params) -> int:
+    """Run an UPDATE ``where(_HELD)`` on ``ids`` with ``params`` and commit; the rows
+    it changed."""
+    result = db.session.connection().execute(
+        statement, {"ids": list(ids), "owner": owner(), **params})
+    db.session.commit()
+    return result.rowcount
+
+
 def renew(ids) -> int:
     """Extend this process's claims on ``ids`` (a batch still being sent) and commit."""
     if not ids:
         return 0
-    result = db.session.connection().execute(
-        update(OUTBOX).where(_HELD).values(claimed_at=utcnow()),
-        {"ids": list(ids), "owner": owner()})
-    db.session.commit()
-    return result.rowcount
+    return _update_held(update(OUTBOX).where(_HELD).values(claimed_at=utcnow()), ids)
 
 
 class LeaseKeeper:
@@ -283,17 +288,13 @@ leases = LeaseKeeper()
 
 def mark(ids, **values) -> None:
     """Update rows this process still holds (status ``sending``, its claim) and commit."""
-    db.session.connection().execute(update(OUTBOX).where(_HELD).values(**values),
-                                    {"ids": list(ids), "owner": owner()})
-    db.session.commit()
+    _update_held(update(OUTBOX).where(_HELD).values(**values), ids)
 
 
 def mark_sent(ids) -> None:
     """Record rows the SMTP server accepted as ``sent``; the accepted try counts as an
     attempt, as a failed one does in ``record_failure`` (``attempts`` = tries made)."""
-    db.session.connection().execute(_mark_sent_statement(),
-                                    {"ids": list(ids), "owner": owner(), "now": utcnow()})
-    db.session.commit()
+    _update_held(_mark_sent_statement(), ids, now=utcnow())
 
 
 @functools.cache

@@ -39,7 +39,7 @@ def insert(model, **values):
     instructions.
     """
     columns, key, statement = _plan(model)
-    _known(model, columns, key, values)
+    _known(model, values)
     row, by_server = _values(columns, key, values)
     result = db.session.connection().execute(statement, row)
     skipped = set(by_server)
@@ -52,7 +52,7 @@ def insert(model, **values):
     return obj
 
 
-def _known(model, columns, key, values: dict) -> None:
+def _known(model, values: dict) -> None:
     if not _attribute_names(model).issuperset(values):
         unknown = set(values) - _attribute_names(model)
         raise TypeError(f"{model.__name__} has no column {', '.join(sorted(unknown))}")
@@ -69,7 +69,7 @@ def add(model, **values) -> None:
     same defaults as ``insert``, when nothing reads the row back in this session:
     no model instance is made at all."""
     columns, key, statement = _plan(model)
-    _known(model, columns, key, values)
+    _known(model, values)
     row = _values(columns, key, values)[0]
     pending = db.session().info.get(_TOGETHER)
     if pending is not None:
